@@ -1,0 +1,111 @@
+"""Configuration, parsed once from the environment (see the README's configuration table)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent
+DEFAULT_SAM2_CONFIG = "configs/sam2.1/sam2.1_hiera_t.yaml"
+CHECKPOINT_BASE_URL = "https://dl.fbaipublicfiles.com/segment_anything_2/092824"
+# Official SAM 2.1 checkpoint file for each config name.
+CHECKPOINT_FILES = {
+    "configs/sam2.1/sam2.1_hiera_t.yaml": "sam2.1_hiera_tiny.pt",
+    "configs/sam2.1/sam2.1_hiera_s.yaml": "sam2.1_hiera_small.pt",
+    "configs/sam2.1/sam2.1_hiera_b+.yaml": "sam2.1_hiera_base_plus.pt",
+    "configs/sam2.1/sam2.1_hiera_l.yaml": "sam2.1_hiera_large.pt",
+}
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+class ConfigError(Exception):
+    """The function cannot start with this configuration; the message says what to change."""
+
+
+def checkpoint_url(sam2_config: str) -> str | None:
+    name = CHECKPOINT_FILES.get(sam2_config)
+    return f"{CHECKPOINT_BASE_URL}/{name}" if name else None
+
+
+def default_checkpoint(sam2_config: str) -> Path:
+    name = CHECKPOINT_FILES.get(sam2_config, Path(sam2_config).stem + ".pt")
+    return REPO_ROOT / "checkpoints" / name
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = env.get(name, default).strip().lower() or default
+    if value not in allowed:
+        raise ConfigError(f"{name}={value!r} is not one of {', '.join(allowed)}")
+    return value
+
+
+def _integer(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an integer") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+def _number(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if not value >= minimum:
+        raise ConfigError(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    """What builds the SAM2 tracker: model, weights, device and numeric precision."""
+
+    sam2_config: str = DEFAULT_SAM2_CONFIG
+    checkpoint: Path = field(default_factory=lambda: default_checkpoint(DEFAULT_SAM2_CONFIG))
+    device: str = "auto"  # auto: cuda when available, else cpu
+    precision: str = "auto"  # auto: bf16 autocast on CUDA and on CPUs with native bf16, else fp32
+    # Small background holes (in low-resolution mask pixels) filled in the output, as the official
+    # predictor does with its CUDA extension (its default is 8); 0 turns it off.
+    fill_hole_area: int = 8
+    # Extra hydra overrides for the model (e.g. "++model.image_size=512"); part of the model fingerprint.
+    model_overrides: tuple[str, ...] = ()
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> TrackerConfig:
+        env = os.environ if env is None else env
+        sam2_config = env.get("SAM2_CONFIG", "").strip() or DEFAULT_SAM2_CONFIG
+        checkpoint = env.get("SAM2_CHECKPOINT", "").strip()
+        overrides = tuple(o for o in env.get("SAM2_MODEL_OVERRIDES", "").split() if o)
+        return cls(
+            sam2_config=sam2_config,
+            checkpoint=Path(checkpoint) if checkpoint else default_checkpoint(sam2_config),
+            device=_choice(env, "SAM2_DEVICE", "auto", DEVICES),
+            precision=_choice(env, "SAM2_PRECISION", "auto", PRECISIONS),
+            fill_hole_area=_integer(env, "SAM2_FILL_HOLE_AREA", 8),
+            model_overrides=overrides,
+        )
+
+
+@dataclass(frozen=True)
+class ShapeConfig:
+    """How tracked masks become CVAT shapes."""
+
+    # Polygon simplification tolerance, in pixels (cv2.approxPolyDP epsilon); 0 keeps every contour point.
+    polygon_tolerance: float = 1.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ShapeConfig:
+        env = os.environ if env is None else env
+        return cls(polygon_tolerance=_number(env, "SAM2_POLYGON_TOLERANCE", 1.0))

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# One command per job on a fresh machine (Python >= 3.10 with venv; everything else is installed here):
+#   ./dev.sh test [pytest args]   set up .venv with the test tools and run the test suite
+#   ./dev.sh serve                set up .venv, fetch the default checkpoint if absent, serve the
+#                                 function on http://127.0.0.1:${PORT:-8080}
+#   ./dev.sh setup [dev]          only set up .venv
+# Environment: PYTHON (default python3), TORCH_SPEC (default torch==2.13.0; a CUDA machine may want
+# another build), PIP_ARGS (extra pip arguments, e.g. an index URL).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PYTHON=${PYTHON:-python3}
+TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
+SAM2_SPEC=sam2==1.1.0
+VENV=.venv
+read -r -a pip_args <<< "${PIP_ARGS:-}"
+
+pip_install() {
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${pip_args[@]}" "$@"
+}
+
+setup() {
+    local extras=${1:-}
+    [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+    # torch first: sam2 builds against it, and an unpinned torch would pull a multi-GB CUDA build.
+    pip_install "$TORCH_SPEC"
+    # sam2 1.1.0 is an sdist whose CUDA extension is optional (only used for hole filling, which we
+    # do ourselves); its runtime dependencies are in requirements.txt.
+    if ! "$VENV/bin/python" -m pip show sam2 2>/dev/null | grep -q '^Version: 1.1.0$'; then
+        SAM2_BUILD_CUDA=0 pip_install --no-build-isolation --no-deps "$SAM2_SPEC"
+    fi
+    if [ "$extras" = dev ]; then
+        pip_install -r requirements-dev.txt
+    else
+        pip_install -r requirements.txt
+    fi
+}
+
+ensure_redis_server() {
+    # The tests start and stop their own redis-server; only the binary is needed.
+    command -v redis-server >/dev/null && return 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "installing redis-server (apt-get)" >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null \
+            || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+    fi
+    command -v redis-server >/dev/null || {
+        echo "redis-server is needed by the tests: install it (Debian/Ubuntu: apt-get install redis-server," \
+             "macOS: brew install redis)" >&2
+        exit 1
+    }
+}
+
+fetch_checkpoint() {
+    "$VENV/bin/python" -m fetch_checkpoint
+}
+
+command=${1:-test}
+shift || true
+case "$command" in
+    setup) setup "${1:-}" ;;
+    test)
+        setup dev
+        ensure_redis_server
+        exec "$VENV/bin/python" -m pytest "$@"
+        ;;
+    serve)
+        setup
+        fetch_checkpoint
+        exec "$VENV/bin/python" -m local_server "$@"
+        ;;
+    *) echo "usage: $0 {test|serve|setup} [args]" >&2; exit 2 ;;
+esac

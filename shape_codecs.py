@@ -1,0 +1,119 @@
+"""CVAT shapes to and from boolean masks.
+
+- polygon: flat ``[x1, y1, x2, y2, ...]`` in pixels.
+- mask: CVAT's RLE, as ``cvat_sdk.masks.encode_mask`` writes it: run lengths over the inclusive bounding
+  box crop, row-major, alternating background/foreground and starting with background (a 0 run when the
+  first pixel is set), followed by ``[left, top, right, bottom]`` (inclusive).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+SHAPE_TYPES = ("mask", "polygon")
+
+
+class ShapeError(ValueError):
+    """A shape that cannot be turned into a mask; the message says why."""
+
+
+def _integers(values: Sequence[object], what: str) -> list[int]:
+    result = []
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ShapeError(f"{what} must contain only numbers")
+        if isinstance(value, float) and not value.is_integer():
+            raise ShapeError(f"{what} must contain only whole numbers, got {value!r}")
+        result.append(int(value))
+    return result
+
+
+def rle_to_mask(points: Sequence[object], size: tuple[int, int]) -> np.ndarray:
+    """Decode CVAT mask points into a bool (height, width) mask."""
+    height, width = size
+    if len(points) < 5:
+        raise ShapeError("a mask needs run lengths followed by [left, top, right, bottom]")
+    *runs, left, top, right, bottom = _integers(points, "mask points")
+    if not (0 <= left <= right < width and 0 <= top <= bottom < height):
+        raise ShapeError(f"the mask box [{left}, {top}, {right}, {bottom}] is not inside the "
+                         f"{width}x{height} image")
+    box_height, box_width = bottom - top + 1, right - left + 1
+    if any(run < 0 for run in runs):
+        raise ShapeError("mask run lengths must not be negative")
+    if sum(runs) != box_height * box_width:
+        raise ShapeError(f"mask run lengths add up to {sum(runs)} pixels but the box has "
+                         f"{box_height * box_width}")
+    values = np.arange(len(runs)) % 2 == 1
+    crop = np.repeat(values, runs).reshape(box_height, box_width)
+    mask = np.zeros((height, width), dtype=bool)
+    mask[top:bottom + 1, left:right + 1] = crop
+    return mask
+
+
+def mask_to_rle(mask: np.ndarray) -> list[int]:
+    """Encode a bool mask as CVAT mask points (tight box; an empty mask encodes the pixel (0, 0))."""
+    ys, xs = np.nonzero(mask)
+    if xs.size:
+        left, top, right, bottom = int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())
+    else:
+        left = top = right = bottom = 0
+    flat = mask[top:bottom + 1, left:right + 1].ravel().astype(np.int8)
+    changes = np.flatnonzero(np.diff(flat)) + 1
+    bounds = np.concatenate(([0], changes, [flat.size]))
+    runs = np.diff(bounds).tolist()
+    if flat[0]:
+        runs.insert(0, 0)
+    return [*runs, left, top, right, bottom]
+
+
+def polygon_to_mask(points: Sequence[object], size: tuple[int, int]) -> np.ndarray:
+    """Rasterize a flat polygon ``[x1, y1, x2, y2, ...]`` with cv2.fillPoly."""
+    if len(points) < 6 or len(points) % 2:
+        raise ShapeError("a polygon needs at least 3 points as [x1, y1, x2, y2, x3, y3, ...]")
+    coords = []
+    for value in points:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise ShapeError("polygon points must be finite numbers")
+        coords.append(value)
+    height, width = size
+    vertices = np.asarray(coords, dtype=np.float64).reshape(-1, 2)
+    # Far-away vertices only need to stay outside the image; clipping keeps cv2 in int32 range.
+    vertices = np.clip(np.round(vertices), -4 * max(size), 4 * max(size)).astype(np.int32)
+    mask = np.zeros((height, width), dtype=np.uint8)
+    cv2.fillPoly(mask, [vertices], 1)
+    return mask.astype(bool)
+
+
+def mask_to_polygon(mask: np.ndarray, tolerance: float = 1.0) -> list[float] | None:
+    """The largest outer contour, simplified with `tolerance` pixels; None below 3 points."""
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if not contours:
+        return None
+    largest = max(contours, key=cv2.contourArea)
+    if tolerance > 0:
+        largest = cv2.approxPolyDP(largest, tolerance, True)
+    if len(largest) < 3:
+        return None
+    return [float(v) for v in largest.reshape(-1)]
+
+
+def shape_to_mask(shape_type: str, points: Sequence[object], size: tuple[int, int]) -> np.ndarray:
+    if shape_type == "mask":
+        return rle_to_mask(points, size)
+    if shape_type == "polygon":
+        return polygon_to_mask(points, size)
+    raise ShapeError(f"shape type {shape_type!r} is not supported (use {' or '.join(SHAPE_TYPES)})")
+
+
+def mask_to_points(mask: np.ndarray | None, shape_type: str,
+                   polygon_tolerance: float = 1.0) -> list[float] | list[int] | None:
+    """The shape's points for a tracked mask, in the type it came in; None when nothing is left."""
+    if mask is None or not mask.any():
+        return None
+    if shape_type == "mask":
+        return mask_to_rle(mask)
+    return mask_to_polygon(mask, polygon_tolerance)

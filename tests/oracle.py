@@ -1,0 +1,81 @@
+"""The official SAM2VideoPredictor as the tracking oracle, and our tracker driven the same way."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from model_handler import ObjectState, Sam2Tracker, Tracked, upscale_logits
+
+# propagate_in_video caps pointers by min(num_frames, 16); a stream is a long video.
+LONG_VIDEO = 1 << 30
+
+
+def precision_context(precision: str):
+    if precision == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def official_logits(checkpoint: Path, frames_dir: Path, start_masks: Sequence[np.ndarray],
+                    num_frames: int, precision: str = "fp32", overrides: Sequence[str] = (),
+                    start_frame: int = 0, reverse: bool = False) -> list[torch.Tensor]:
+    """Video-resolution logits (objects, 1, H, W) per frame, in processing order, from
+    ``init_state`` + ``add_new_mask`` per object + ``propagate_in_video``."""
+    from sam2.build_sam import build_sam2_video_predictor
+
+    predictor = build_sam2_video_predictor("configs/sam2.1/sam2.1_hiera_t.yaml", str(checkpoint),
+                                           device="cpu", hydra_overrides_extra=list(overrides))
+    predictor.fill_hole_area = 0  # needs sam2's CUDA extension
+    with precision_context(precision):
+        state = predictor.init_state(str(frames_dir))
+        state["num_frames"] = LONG_VIDEO
+        for obj_id, mask in enumerate(start_masks):
+            predictor.add_new_mask(state, start_frame, obj_id, mask)
+        return [
+            logits.clone()
+            for _, _, logits in predictor.propagate_in_video(
+                state, start_frame_idx=start_frame, max_frame_num_to_track=num_frames - 1,
+                reverse=reverse)
+        ]
+
+
+def load_rgb(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def our_logits(tracker: Sam2Tracker, frame_paths: Sequence[Path], start_masks: Sequence[np.ndarray],
+               on_step=None) -> tuple[list[torch.Tensor], list[list[Tracked]]]:
+    """Our tracker over the frames in the given order; every state goes through bytes between steps.
+    `on_step(step_index, tracked)` may inspect each step's results."""
+    frame = tracker.encode(load_rgb(frame_paths[0]))
+    tracked = tracker.start(frame, start_masks)
+    history = [tracked]
+    logits = [_video_logits(tracked, frame.video_size)]
+    for path in frame_paths[1:]:
+        blobs = [t.state.to_bytes() for t in tracked]
+        frame = tracker.encode(load_rgb(path))
+        tracked = tracker.step(frame, [ObjectState.from_bytes(blob) for blob in blobs])
+        history.append(tracked)
+        logits.append(_video_logits(tracked, frame.video_size))
+    return logits, history
+
+
+def _video_logits(tracked: Sequence[Tracked], video_size: tuple[int, int]) -> torch.Tensor:
+    return torch.cat([upscale_logits(t.result.logits[None, None], video_size) for t in tracked])
+
+
+def compare(official: Sequence[torch.Tensor], ours: Sequence[torch.Tensor]) -> tuple[float, int]:
+    """(max |logit difference|, number of mask pixels that differ) over all frames and objects."""
+    assert len(official) == len(ours)
+    max_diff, flipped = 0.0, 0
+    for theirs, mine in zip(official, ours, strict=True):
+        assert theirs.shape == mine.shape
+        max_diff = max(max_diff, float((theirs - mine).abs().max()))
+        flipped += int(((theirs > 0) != (mine > 0)).sum())
+    return max_diff, flipped

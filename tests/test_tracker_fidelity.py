@@ -1,0 +1,110 @@
+"""Our frame-by-frame tracker against the official SAM2VideoPredictor.propagate_in_video.
+
+Every state is serialized to bytes and rebuilt between steps, so these tests also prove that the
+state holds everything SAM2's memory needs. The checkpoint's masks depend on memory: a tracker that
+keeps too few pointers or memory frames fails these comparisons (see test_comparison_detects_...).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from tests.conftest import SMALL, make_tracker
+from tests.oracle import compare, official_logits, our_logits
+from tests.synthetic import moving_objects_scene, write_jpeg_folder
+
+SHORT = 8  # frames at 1024: the predictor's full-size path, fp32
+LONG = 19  # frames at 512: more steps than the 15 pointers and 6 memory frames SAM2 keeps
+
+
+@pytest.fixture(scope="module")
+def short_video(tmp_path_factory):
+    scene = moving_objects_scene(SHORT, seed=1)
+    paths = write_jpeg_folder(scene.frames, tmp_path_factory.mktemp("short"))
+    return scene, paths
+
+
+@pytest.fixture(scope="module")
+def long_video(tmp_path_factory):
+    scene = moving_objects_scene(LONG, seed=2)
+    paths = write_jpeg_folder(scene.frames, tmp_path_factory.mktemp("long"))
+    return scene, paths
+
+
+@pytest.fixture(scope="module")
+def long_official_bf16(checkpoint, long_video):
+    scene, paths = long_video
+    return official_logits(checkpoint, paths[0].parent, scene.masks[0], LONG, precision="bf16",
+                           overrides=SMALL)
+
+
+def assert_masks_match(official, history):
+    for theirs, tracked in zip(official, history, strict=True):
+        for obj, item in enumerate(tracked):
+            assert item.result.mask is not None, "object lost"
+            np.testing.assert_array_equal(item.result.mask, (theirs[obj, 0] > 0).numpy())
+
+
+def test_fp32_at_full_size_equals_official_predictor(checkpoint, short_video):
+    scene, paths = short_video
+    official = official_logits(checkpoint, paths[0].parent, scene.masks[0], SHORT)
+    tracker = make_tracker(checkpoint, precision="fp32", overrides=())
+    ours, history = our_logits(tracker, paths, scene.masks[0])
+
+    max_diff, flipped = compare(official, ours)
+    assert flipped == 0
+    assert max_diff <= 1e-4
+    assert_masks_match(official, history)
+    # the scene's objects are tracked, not just reproduced: the start frame's masks are the input
+    assert all(h.result.mask.any() for h in history[0])
+
+
+def test_bf16_over_full_memory_equals_official_predictor_under_autocast(
+        checkpoint, long_video, long_official_bf16):
+    scene, paths = long_video
+    tracker = make_tracker(checkpoint, precision="bf16")
+    ours, history = our_logits(tracker, paths, scene.masks[0])
+
+    max_diff, flipped = compare(long_official_bf16, ours)
+    print(f"bf16 vs official bf16 over {LONG} frames x 3 objects: max |logit diff| {max_diff}, "
+          f"{flipped} pixels differ")
+    assert flipped == 0
+    assert max_diff <= 1e-4
+    assert_masks_match(long_official_bf16, history)
+    final = history[-1][0].state
+    assert (len(final.memories), len(final.ptrs), final.step) == (6, 15, LONG - 1)
+
+
+def test_comparison_detects_a_state_keeping_7_pointers_instead_of_15(checkpoint, long_video,
+                                                                     long_official_bf16):
+    """The checkpoint makes masks depend on memory, so the fidelity tests above would catch a state
+    that keeps too little."""
+    scene, paths = long_video
+    tracker = make_tracker(checkpoint, precision="bf16")
+    tracker.keep_ptrs = 7
+    ours, _ = our_logits(tracker, paths, scene.masks[0][:1])
+    official = [logits[:1] for logits in long_official_bf16]
+
+    max_diff, flipped = compare(official, ours)
+    assert flipped > 0
+    assert max_diff > 1e-2
+
+
+def test_states_are_immutable_values(checkpoint, long_video):
+    """Stepping the same state twice (a retried request) gives the same result."""
+    scene, paths = long_video
+    tracker = make_tracker(checkpoint, precision="bf16")
+    _, history = our_logits(tracker, paths[:3], scene.masks[0][:1])
+    state = history[-1][0].state
+    from tests.oracle import load_rgb
+
+    frame = tracker.encode(load_rgb(paths[3]))
+    first = tracker.step(frame, [state])[0]
+    second = tracker.step(frame, [state])[0]
+    assert state.step == 2 and first.state.step == 3
+    assert first.state.to_bytes() == second.state.to_bytes()
+    np.testing.assert_array_equal(first.result.mask, second.result.mask)
+    assert dataclasses.is_dataclass(state)

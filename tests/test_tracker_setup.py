@@ -1,0 +1,114 @@
+"""Configuration, model loading errors, preprocessing and hole filling."""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from config import ConfigError, TrackerConfig
+from model_handler import Sam2Tracker, fill_holes, preprocess, resolve_precision
+
+
+def test_environment_is_parsed_once_into_a_config(tmp_path):
+    cfg = TrackerConfig.from_env({
+        "SAM2_CONFIG": "configs/sam2.1/sam2.1_hiera_s.yaml", "SAM2_CHECKPOINT": str(tmp_path / "x.pt"),
+        "SAM2_DEVICE": "CPU", "SAM2_PRECISION": "fp32", "SAM2_FILL_HOLE_AREA": "0",
+    })
+    assert cfg == TrackerConfig(sam2_config="configs/sam2.1/sam2.1_hiera_s.yaml",
+                                checkpoint=tmp_path / "x.pt", device="cpu", precision="fp32",
+                                fill_hole_area=0)
+    default = TrackerConfig.from_env({})
+    assert default.checkpoint.name == "sam2.1_hiera_tiny.pt"
+    assert (default.device, default.precision, default.fill_hole_area) == ("auto", "auto", 8)
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"SAM2_PRECISION": "fp16"}, "SAM2_PRECISION='fp16' is not one of auto, fp32, bf16"),
+    ({"SAM2_DEVICE": "tpu"}, "SAM2_DEVICE='tpu'"),
+    ({"SAM2_FILL_HOLE_AREA": "lots"}, "SAM2_FILL_HOLE_AREA='lots' is not an integer"),
+    ({"SAM2_FILL_HOLE_AREA": "-1"}, "at least 0"),
+])
+def test_bad_settings_name_the_variable(env, message):
+    with pytest.raises(ConfigError, match=message):
+        TrackerConfig.from_env(env)
+
+
+def test_missing_checkpoint_says_which_variable_and_where_to_get_it(tmp_path):
+    cfg = TrackerConfig(checkpoint=tmp_path / "sam2.1_hiera_tiny.pt", device="cpu")
+    with pytest.raises(ConfigError) as error:
+        Sam2Tracker.from_config(cfg)
+    assert "SAM2_CHECKPOINT" in str(error.value)
+    assert "https://dl.fbaipublicfiles.com/segment_anything_2/092824/sam2.1_hiera_tiny.pt" in str(error.value)
+
+
+def test_unknown_config_names_the_variable(checkpoint):
+    cfg = TrackerConfig(sam2_config="configs/nope.yaml", checkpoint=checkpoint, device="cpu")
+    with pytest.raises(ConfigError, match=r"SAM2_CONFIG='configs/nope\.yaml' is not a sam2 config"):
+        Sam2Tracker.from_config(cfg)
+
+
+def test_checkpoint_of_another_model_is_refused(checkpoint):
+    cfg = TrackerConfig(sam2_config="configs/sam2.1/sam2.1_hiera_s.yaml", checkpoint=checkpoint,
+                        device="cpu")
+    with pytest.raises(ConfigError, match="does not fit SAM2_CONFIG"):
+        Sam2Tracker.from_config(cfg)
+
+
+def test_auto_precision():
+    assert resolve_precision("fp32", torch.device("cpu")) == "fp32"
+    assert resolve_precision("auto", torch.device("cpu")) in ("fp32", "bf16")
+
+
+def test_preprocess_equals_sam2_video_loader(tmp_path):
+    from sam2.utils.misc import load_video_frames
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    Image.fromarray(image).save(tmp_path / "00000.jpg", quality=90)
+    theirs, height, width = load_video_frames(str(tmp_path), 128, offload_video_to_cpu=True)
+    ours = preprocess(Image.open(tmp_path / "00000.jpg"), 128)
+    assert (height, width) == (48, 64)
+    assert torch.equal(ours[0], theirs[0])
+
+
+def _reference_fill(logits: np.ndarray, max_area: int) -> np.ndarray:
+    """Plain flood fill over 8-connected background components."""
+    background = logits <= 0
+    seen = np.zeros_like(background)
+    out = logits.copy()
+    h, w = logits.shape
+    for y in range(h):
+        for x in range(w):
+            if not background[y, x] or seen[y, x]:
+                continue
+            component, queue = [], deque([(y, x)])
+            seen[y, x] = True
+            while queue:
+                cy, cx = queue.popleft()
+                component.append((cy, cx))
+                for dy in (-1, 0, 1):
+                    for dx in (-1, 0, 1):
+                        ny, nx = cy + dy, cx + dx
+                        if 0 <= ny < h and 0 <= nx < w and background[ny, nx] and not seen[ny, nx]:
+                            seen[ny, nx] = True
+                            queue.append((ny, nx))
+            if len(component) <= max_area:
+                for cy, cx in component:
+                    out[cy, cx] = np.float32(0.1)
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fill_holes_matches_a_flood_fill(seed):
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0.8, 1.0, size=(2, 1, 40, 40)).astype(np.float32)
+    filled = fill_holes(torch.from_numpy(logits), 8).numpy()
+    for index in range(2):
+        expected = _reference_fill(logits[index, 0], 8)
+        np.testing.assert_array_equal(filled[index, 0], expected)
+    assert (filled != logits).any()
+    assert torch.equal(fill_holes(torch.from_numpy(logits), 0), torch.from_numpy(logits))

@@ -1,0 +1,137 @@
+"""The per-object state: bounded size, lossless bytes, refusal of anything that is not ours."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pickle
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from model_handler import InputError, ObjectState, StateError
+from tests.conftest import make_tracker
+from tests.synthetic import moving_objects_scene
+
+MB = 1_000_000
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return moving_objects_scene(6, seed=3)
+
+
+@pytest.fixture(scope="module")
+def started(small_tracker, scene):
+    frame = small_tracker.encode(scene.frames[0])
+    return small_tracker.start(frame, scene.masks[0][:2])
+
+
+def test_state_size_at_1024_is_bounded_and_flat(checkpoint, scene):
+    tracker = make_tracker(checkpoint, precision="bf16", overrides=())
+    frames = [tracker.encode(image) for image in scene.frames[:2]]
+    state = tracker.start(frames[0], scene.masks[0][:1])[0].state
+    sizes = {}
+    for step in range(1, 31):
+        state = tracker.step(frames[step % 2], [state])[0].state
+        sizes[step] = len(state.to_bytes())
+    print(f"state bytes per object at 1024: after 3 steps {sizes[3]}, after 30 steps {sizes[30]}")
+    assert sizes[30] <= 3.8 * MB
+    assert sizes[3] == sizes[30]
+    assert (len(state.memories), len(state.ptrs), state.step) == (6, 15, 30)
+    # the memory features dominate: 7 frames of (64, 64, 64) bf16
+    assert state.nbytes >= 7 * 64 * 64 * 64 * 2
+
+
+def test_bytes_round_trip_is_lossless(started):
+    state = started[0].state
+    copy = ObjectState.from_bytes(state.to_bytes())
+    for field in dataclasses.fields(ObjectState):
+        mine, theirs = getattr(state, field.name), getattr(copy, field.name)
+        if isinstance(mine, torch.Tensor):
+            assert mine.dtype == theirs.dtype
+            assert torch.equal(mine, theirs)
+        elif isinstance(mine, tuple) and mine and isinstance(mine[0], torch.Tensor):
+            assert all(torch.equal(a, b) for a, b in zip(mine, theirs, strict=True))
+        else:
+            assert mine == theirs
+    assert copy.to_bytes() == state.to_bytes()
+    assert state.cond_memory.dtype == torch.bfloat16
+
+
+def test_lost_object_is_absent_and_its_state_advances(absent_checkpoint, scene):
+    tracker = make_tracker(absent_checkpoint, precision="bf16")
+    frame = tracker.encode(scene.frames[0])
+    started = tracker.start(frame, scene.masks[0][:1])[0]
+    # the start frame is the user's mask, present by definition
+    assert started.result.present and started.result.score > 0
+    state = started.state
+    for index in range(1, 4):
+        tracked = tracker.step(tracker.encode(scene.frames[index]), [state])[0]
+        assert not tracked.result.present
+        assert tracked.result.mask is None
+        assert tracked.result.score < 0
+        assert tracked.state.step == state.step + 1
+        assert len(tracked.state.memories) == index
+        state = ObjectState.from_bytes(tracked.state.to_bytes())
+
+
+def test_state_from_another_model_is_refused(small_tracker, started, scene):
+    foreign = dataclasses.replace(started[0].state, fingerprint="0" * 64)
+    frame = small_tracker.encode(scene.frames[1])
+    with pytest.raises(StateError, match="another SAM2 model"):
+        small_tracker.step(frame, [ObjectState.from_bytes(foreign.to_bytes())])
+
+
+def test_state_on_another_image_size_is_refused(small_tracker, started, scene):
+    smaller = scene.frames[1][:200, :300]
+    with pytest.raises(StateError, match="300x200 but the object was started on a 320x240"):
+        small_tracker.step(small_tracker.encode(smaller), [started[0].state])
+
+
+def test_mask_of_another_size_is_refused(small_tracker, scene):
+    frame = small_tracker.encode(scene.frames[0])
+    with pytest.raises(InputError, match="differs from the image size"):
+        small_tracker.start(frame, [np.zeros((10, 10), bool)])
+
+
+def _with_info(blob: bytes, **changes) -> bytes:
+    (size,) = struct.unpack("<Q", blob[:8])
+    header = json.loads(blob[8:8 + size])
+    info = json.loads(header["__metadata__"]["sam2_tracker"])
+    info.update(changes)
+    header["__metadata__"]["sam2_tracker"] = json.dumps(info)
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    return struct.pack("<Q", len(raw)) + raw + blob[8 + size:]
+
+
+@pytest.mark.parametrize("mangle", [
+    lambda blob: b"",
+    lambda blob: b"hello",
+    lambda blob: blob[: len(blob) // 2],
+    lambda blob: blob[:8] + b"[" + blob[9:],
+    lambda blob: pickle.dumps({"cond_memory": 1}),
+    lambda blob: _with_info(blob, format="other/1"),
+    lambda blob: _with_info(blob, step=-1),
+    lambda blob: _with_info(blob, step="3"),
+    lambda blob: _with_info(blob, video_size=[0, 10]),
+    lambda blob: _with_info(blob, video_size=[10]),
+    lambda blob: _with_info(blob, fingerprint=None) + b"x",
+], ids=["empty", "text", "truncated", "bad-header", "pickle", "format", "negative-step",
+        "string-step", "zero-size", "bad-size", "trailing-bytes"])
+def test_corrupt_state_bytes_raise_state_error(small_tracker, started, scene, mangle):
+    frame = small_tracker.encode(scene.frames[1])
+    state = small_tracker.step(frame, [started[0].state])[0].state
+    with pytest.raises(StateError):
+        ObjectState.from_bytes(mangle(state.to_bytes()))
+
+
+def test_state_with_shapes_that_do_not_fit_the_model_is_refused(small_tracker, started, scene):
+    state = started[0].state
+    wrong = dataclasses.replace(state, cond_memory=state.cond_memory[:, :, :8, :8].contiguous())
+    with pytest.raises(StateError, match="shapes do not fit"):
+        small_tracker.step(small_tracker.encode(scene.frames[1]),
+                           [ObjectState.from_bytes(wrong.to_bytes())])
