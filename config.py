@@ -109,3 +109,62 @@ class ShapeConfig:
     def from_env(cls, env: Mapping[str, str] | None = None) -> ShapeConfig:
         env = os.environ if env is None else env
         return cls(polygon_tolerance=_number(env, "SAM2_POLYGON_TOLERANCE", 1.0))
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Where object states live between calls: Redis when a host is given, else this process."""
+
+    redis_host: str | None = None
+    redis_port: int = 6379
+    redis_password: str | None = field(default=None, repr=False)
+    ttl_seconds: int = 28800  # CVAT's tracker-state max age (8 hours)
+    key_prefix: str = "sam2-tracker:"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> StoreConfig:
+        env = os.environ if env is None else env
+        return cls(
+            redis_host=env.get("CVAT_FUNCTIONS_REDIS_HOST", "").strip() or None,
+            redis_port=_integer(env, "CVAT_FUNCTIONS_REDIS_PORT", 6379, minimum=1),
+            redis_password=env.get("CVAT_FUNCTIONS_REDIS_PASSWORD") or None,
+            ttl_seconds=_integer(env, "SAM2_TRACKER_STATE_TTL", 28800, minimum=1),
+            key_prefix=env.get("SAM2_TRACKER_KEY_PREFIX", "").strip() or "sam2-tracker:",
+        )
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one call may ask for; larger requests get a 4xx answer before any work is done."""
+
+    max_request_bytes: int = 64 * 1024 * 1024  # keep equal to the trigger's maxRequestBodySize
+    max_image_pixels: int = 40_000_000  # 8K UHD is 33.2 megapixels
+    max_objects: int = 100
+    max_polygon_points: int = 100_000  # vertices per polygon
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Limits:
+        env = os.environ if env is None else env
+        return cls(
+            max_request_bytes=_integer(env, "SAM2_MAX_REQUEST_BYTES", cls.max_request_bytes, minimum=1),
+            max_image_pixels=_integer(env, "SAM2_MAX_IMAGE_PIXELS", cls.max_image_pixels, minimum=1),
+            max_objects=_integer(env, "SAM2_MAX_OBJECTS", cls.max_objects, minimum=1),
+            max_polygon_points=_integer(env, "SAM2_MAX_POLYGON_POINTS", cls.max_polygon_points,
+                                        minimum=3),
+        )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All configuration of the function, read once at start."""
+
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    shapes: ShapeConfig = field(default_factory=ShapeConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    limits: Limits = field(default_factory=Limits)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        return cls(tracker=TrackerConfig.from_env(env), shapes=ShapeConfig.from_env(env),
+                   store=StoreConfig.from_env(env), limits=Limits.from_env(env))

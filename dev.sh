@@ -16,7 +16,11 @@ VENV=.venv
 read -r -a pip_args <<< "${PIP_ARGS:-}"
 
 pip_install() {
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${pip_args[@]}" "$@"
+    # sam2's metadata asks for torchvision, which its video predictor never imports: pip's complaint
+    # about it is dropped.
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${pip_args[@]}" "$@" 2>&1 \
+        | { grep -v -e "requires torchvision" -e "dependency resolver does not currently" \
+                    -e "^WARNING: Location 'file:" || true; }
 }
 
 setup() {
@@ -32,7 +36,7 @@ setup() {
     if [ "$extras" = dev ]; then
         pip_install -r requirements-dev.txt
     else
-        pip_install -r requirements.txt
+        pip_install -r requirements-local.txt
     fi
 }
 

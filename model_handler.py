@@ -111,8 +111,6 @@ class ObjectState:
         The history is padded to its full capacity, so a state's size never changes while it is
         tracked: what a store holds per object is known from the first frame on.
         """
-        from safetensors.torch import save
-
         tensors = {
             "cond_memory": self.cond_memory,
             "cond_ptr": self.cond_ptr,
@@ -120,22 +118,14 @@ class ObjectState:
             "memories": _padded(self.memories, self.max_memories, self.cond_memory),
             "ptrs": _padded(self.ptrs, self.max_ptrs, self.cond_ptr),
         }
-        tensors = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
-        # One metadata entry: safetensors writes several in hash order, and equal states should be
-        # equal bytes.
-        info = {"format": STATE_FORMAT, "step": self.step, "video_size": list(self.video_size),
-                "fingerprint": self.fingerprint}
-        return save(tensors, metadata={METADATA_KEY: json.dumps(info, sort_keys=True)})
+        info = {"step": self.step, "video_size": list(self.video_size), "fingerprint": self.fingerprint}
+        return pack(STATE_FORMAT, tensors, info)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> ObjectState:
         """Parse and check a state; any malformed input raises `StateError`."""
-        from safetensors import SafetensorError
-        from safetensors.torch import load
-
-        info = _state_info(data)
+        tensors, info = unpack(STATE_FORMAT, data)
         try:
-            tensors = load(bytes(data))
             step = info["step"]
             height, width = info["video_size"]
             if not all(type(v) is int for v in (step, height, width)) or step < 0:
@@ -153,10 +143,33 @@ class ObjectState:
                 video_size=(height, width),
                 fingerprint=str(info["fingerprint"]),
             )
-        except (KeyError, ValueError, TypeError, RuntimeError, SafetensorError) as error:
+        except (KeyError, ValueError, TypeError, IndexError) as error:
             raise StateError(f"corrupt tracker state ({error})") from None
-        _check_structure(state)
+        state.check_structure()
         return state
+
+    def check_structure(self) -> None:
+        """Raise `StateError` unless the tensors are consistent and finite (any model)."""
+        def fail(what: str) -> None:
+            raise StateError(f"corrupt tracker state ({what})")
+
+        if min(self.video_size) <= 0:
+            fail("bad image size")
+        if self.cond_memory.dim() != 4 or self.cond_memory.shape[0] != 1:
+            fail("bad memory shape")
+        if self.cond_ptr.dim() != 2 or self.cond_score.shape != (1, 1):
+            fail("bad pointer shape")
+        if len(self.memories) != min(self.step, self.max_memories) or \
+                len(self.ptrs) != min(self.step, self.max_ptrs):
+            fail("history does not match the step count")
+        if any(m.shape != self.cond_memory.shape or m.dtype != self.cond_memory.dtype
+               for m in self.memories):
+            fail("bad memory shape")
+        if any(p.shape != self.cond_ptr.shape for p in self.ptrs):
+            fail("bad pointer shape")
+        for tensor in (self.cond_memory, self.cond_ptr, self.cond_score, *self.memories, *self.ptrs):
+            if not tensor.is_floating_point() or not torch.isfinite(tensor).all():
+                fail("non-finite values")
 
     @property
     def nbytes(self) -> int:
@@ -181,8 +194,25 @@ def _padded(tensors: tuple[torch.Tensor, ...], capacity: int, like: torch.Tensor
     return torch.cat(items) if items else like.new_zeros((0, *like.shape[1:]))
 
 
-def _state_info(data: bytes) -> dict:
-    """Our metadata from the safetensors JSON header, read without trusting the payload."""
+def pack(kind: str, tensors: dict[str, torch.Tensor], info: dict) -> bytes:
+    """Tensors plus JSON-able `info` as safetensors bytes, tagged with `kind`.
+
+    The metadata goes in one entry: safetensors writes several in hash order, and equal values
+    should give equal bytes.
+    """
+    from safetensors.torch import save
+
+    tensors = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
+    metadata = json.dumps({**info, "format": kind}, sort_keys=True)
+    return save(tensors, metadata={METADATA_KEY: metadata})
+
+
+def unpack(kind: str, data: bytes) -> tuple[dict[str, torch.Tensor], dict]:
+    """The inverse of `pack`; anything else (another kind, corrupt or foreign bytes, pickles)
+    raises `StateError`. Only JSON and raw tensor data are read: nothing is ever executed."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
     if not isinstance(data, bytes | bytearray | memoryview) or len(data) < 8:
         raise StateError("not a SAM2 tracker state")
     (header_size,) = struct.unpack("<Q", bytes(data[:8]))
@@ -193,29 +223,13 @@ def _state_info(data: bytes) -> dict:
         info = json.loads(header["__metadata__"][METADATA_KEY])
     except (ValueError, KeyError, TypeError):
         raise StateError("not a SAM2 tracker state") from None
-    if not isinstance(info, dict) or info.get("format") != STATE_FORMAT:
+    if not isinstance(info, dict) or info.get("format") != kind:
         raise StateError("not a SAM2 tracker state")
-    return info
-
-
-def _check_structure(state: ObjectState) -> None:
-    def fail(what: str) -> None:
-        raise StateError(f"corrupt tracker state ({what})")
-
-    if min(state.video_size) <= 0:
-        fail("bad image size")
-    if state.cond_memory.dim() != 4 or state.cond_memory.shape[0] != 1:
-        fail("bad memory shape")
-    if state.cond_ptr.dim() != 2 or state.cond_score.shape != (1, 1):
-        fail("bad pointer shape")
-    if any(m.shape != state.cond_memory.shape or m.dtype != state.cond_memory.dtype
-           for m in state.memories):
-        fail("bad memory shape")
-    if any(p.shape != state.cond_ptr.shape for p in state.ptrs):
-        fail("bad pointer shape")
-    for tensor in (state.cond_memory, state.cond_ptr, state.cond_score, *state.memories, *state.ptrs):
-        if not tensor.is_floating_point() or not torch.isfinite(tensor).all():
-            fail("non-finite values")
+    try:
+        tensors = load(bytes(data))
+    except (SafetensorError, ValueError, RuntimeError) as error:
+        raise StateError(f"corrupt tracker state ({error})") from None
+    return tensors, info
 
 
 def resolve_device(device: str) -> torch.device:

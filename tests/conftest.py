@@ -42,3 +42,59 @@ def make_tracker(checkpoint: Path, precision: str = "fp32", overrides: tuple[str
 @pytest.fixture(scope="session")
 def small_tracker(checkpoint) -> Sam2Tracker:
     return make_tracker(checkpoint, precision="bf16")
+
+
+# ---- one CVAT tracking session, shared by the function and local-server tests -----------------
+
+@pytest.fixture(scope="session")
+def scene():
+    from tests.cvat_requests import FRAMES
+    from tests.synthetic import moving_objects_scene
+
+    return moving_objects_scene(FRAMES, seed=5)
+
+
+@pytest.fixture(scope="session")
+def images(scene) -> list[bytes]:
+    """The frames as the JPEG files CVAT would send."""
+    from tests.cvat_requests import encode_image
+
+    return [encode_image(frame) for frame in scene.frames]
+
+
+@pytest.fixture(scope="session")
+def start_shapes(scene) -> list[dict]:
+    """A mask and a polygon, as CVAT sends them."""
+    from cvat_sdk.masks import encode_mask
+
+    from shape_codecs import mask_to_polygon
+
+    return [{"type": "mask", "points": encode_mask(scene.masks[0][0])},
+            {"type": "polygon", "points": mask_to_polygon(scene.masks[0][1], tolerance=1.0)}]
+
+
+@pytest.fixture(scope="session")
+def expected(checkpoint, images, start_shapes, scene) -> list[tuple[list, list]]:
+    """The tracker core called directly on the same image files: per continue call, the RLE of
+    object 0 and the polygon of object 1."""
+    import io
+
+    import numpy as np
+    from cvat_sdk.masks import decode_mask, encode_mask
+    from PIL import Image
+
+    from shape_codecs import mask_to_polygon, polygon_to_mask
+    from tests.cvat_requests import function_env
+
+    tracker = Sam2Tracker.from_config(TrackerConfig.from_env(function_env(checkpoint)))
+    decoded = [np.asarray(Image.open(io.BytesIO(data)).convert("RGB")) for data in images]
+    height, width = scene.size
+    masks = [decode_mask(start_shapes[0]["points"], image_width=width, image_height=height),
+             polygon_to_mask(start_shapes[1]["points"], (height, width))]
+    tracked = tracker.start(tracker.encode(decoded[0]), masks)
+    per_call = []
+    for image in decoded[1:]:
+        tracked = tracker.step(tracker.encode(image), [t.state for t in tracked])
+        assert all(t.result.present for t in tracked)
+        per_call.append((encode_mask(tracked[0].result.mask), mask_to_polygon(tracked[1].result.mask)))
+    return per_call

@@ -1,0 +1,174 @@
+"""CVAT's tracker protocol: what a request may hold, checked before any work is done.
+
+CVAT's lambda manager posts ``{"image": <base64 file>, "shapes": [...], "states": [...]}`` (and maybe
+``threshold``, ignored). The first call of a tracking run has shapes and no states; every later call has
+the states we returned last time, in the same order, and shapes absent or all null. Each object is
+treated on its own: a state continues it, otherwise its shape starts it on this frame.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import re
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from PIL import Image
+
+from config import Limits
+from shape_codecs import SHAPE_TYPES
+from state_store import is_token
+
+# Formats a CVAT frame can arrive in (the uploaded file for image tasks, PNG for video frames).
+# Pillow's other plugins are not offered to untrusted bytes.
+Image.init()
+IMAGE_FORMATS = tuple(
+    f for f in ("JPEG", "PNG", "MPO", "BMP", "TIFF", "WEBP", "GIF", "PPM") if f in Image.OPEN)
+RERUN = "re-run the tracker from the current frame"
+_DATA_URL = re.compile(r"^data:[\w/+.-]*;base64,")
+
+
+class RequestError(Exception):
+    """A request we answer with a 4xx (or 503) status and a sentence the user can act on."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def bad_request(message: str) -> RequestError:
+    return RequestError(400, message)
+
+
+@dataclass(frozen=True)
+class ShapeRequest:
+    type: str
+    points: list[Any]
+    sent: Any  # the shape exactly as it came, echoed back on the start frame
+
+
+@dataclass(frozen=True)
+class ObjectRequest:
+    token: str | None = None  # continue this state
+    shape: ShapeRequest | None = None  # or start from this shape
+
+
+@dataclass(frozen=True)
+class TrackRequest:
+    image: bytes  # the encoded image file
+    objects: list[ObjectRequest]
+
+
+def parse_body(body: Any, limits: Limits) -> dict[str, Any]:
+    """The JSON object of the request, whether Nuclio already parsed it (application/json) or not."""
+    if isinstance(body, bytes | bytearray | memoryview | str):
+        raw = body.encode() if isinstance(body, str) else bytes(body)
+        if len(raw) > limits.max_request_bytes:
+            raise RequestError(413, f"the request is {len(raw)} bytes; the limit is "
+                               f"{limits.max_request_bytes} (SAM2_MAX_REQUEST_BYTES)")
+        if not raw.strip():
+            raise bad_request("the request body is empty: send a JSON object with image, shapes and states")
+        try:
+            body = json.loads(raw)
+        except (UnicodeDecodeError, ValueError):
+            raise bad_request("the request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise bad_request("the request body must be a JSON object with image, shapes and states")
+    return body
+
+
+def parse_request(payload: dict[str, Any], limits: Limits) -> TrackRequest:
+    image = _image_bytes(payload.get("image"), limits)
+    shapes = _list_or_empty(payload, "shapes")
+    states = _list_or_empty(payload, "states")
+    if states and shapes and len(shapes) != len(states):
+        raise bad_request(f"shapes has {len(shapes)} items but states has {len(states)}: send the states "
+                          "returned by the last call, in the same order")
+    count = max(len(shapes), len(states))
+    if count > limits.max_objects:
+        raise bad_request(f"{count} objects in one call; the limit is {limits.max_objects} "
+                          "(SAM2_MAX_OBJECTS)")
+    objects = []
+    for index in range(count):
+        state = states[index] if index < len(states) else None
+        shape = shapes[index] if index < len(shapes) else None
+        if state is not None:
+            if not is_token(state):
+                raise bad_request(f"states[{index}] is not a state of this tracker: {RERUN}")
+            objects.append(ObjectRequest(token=state))
+        elif shape is not None:
+            objects.append(ObjectRequest(shape=_shape(index, shape, limits)))
+        else:
+            raise bad_request(f"shapes[{index}] and states[{index}] are both empty: nothing to track")
+    return TrackRequest(image=image, objects=objects)
+
+
+def _list_or_empty(payload: dict[str, Any], name: str) -> list[Any]:
+    value = payload.get(name)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise bad_request(f"{name} must be a list")
+    return value
+
+
+def _image_bytes(value: Any, limits: Limits) -> bytes:
+    if not isinstance(value, str) or not value:
+        raise bad_request("image is missing: it must be the base64 of a JPEG or PNG file")
+    if len(value) > limits.max_request_bytes:
+        raise RequestError(413, f"the image is {len(value)} bytes of base64; the limit is "
+                           f"{limits.max_request_bytes} (SAM2_MAX_REQUEST_BYTES)")
+    try:
+        data = base64.b64decode(_DATA_URL.sub("", value, count=1), validate=True)
+    except (binascii.Error, ValueError):
+        raise bad_request("image is not valid base64") from None
+    if not data:
+        raise bad_request("image is empty")
+    return data
+
+
+def _shape(index: int, shape: Any, limits: Limits) -> ShapeRequest:
+    where = f"shapes[{index}]"
+    if not isinstance(shape, dict):
+        raise bad_request(f"{where} must be an object with type and points")
+    shape_type, points = shape.get("type"), shape.get("points")
+    if shape_type not in SHAPE_TYPES:
+        raise bad_request(f"{where} has type {shape_type!r}; this tracker supports "
+                          f"{' and '.join(SHAPE_TYPES)}")
+    if not isinstance(points, list):
+        raise bad_request(f"{where}.points must be a list of numbers")
+    if shape_type == "polygon" and len(points) > 2 * limits.max_polygon_points:
+        raise bad_request(f"{where} has {len(points) // 2} vertices; the limit is "
+                          f"{limits.max_polygon_points} (SAM2_MAX_POLYGON_POINTS)")
+    return ShapeRequest(type=shape_type, points=points, sent=shape)
+
+
+def decode_image(data: bytes, limits: Limits) -> Image.Image:
+    """The RGB image, refusing files that are not images or that declare too many pixels."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
+            width, height = image.size
+            if width * height > limits.max_image_pixels:
+                raise bad_request(f"the image is {width}x{height} ({width * height} pixels); the limit is "
+                                  f"{limits.max_image_pixels} pixels (SAM2_MAX_IMAGE_PIXELS)")
+            if width < 1 or height < 1:
+                raise bad_request(f"the image is {width}x{height}: it has no pixels")
+            image.load()
+            return image.convert("RGB")
+    except RequestError:
+        raise
+    except (OSError, SyntaxError, ValueError, TypeError, EOFError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning, MemoryError) as error:
+        raise bad_request(f"image could not be decoded: send a JPEG or PNG file ({error})") from None
+
+
+def response_shape(shape_type: str, points: Sequence[float] | None) -> dict[str, Any] | None:
+    return None if points is None else {"type": shape_type, "points": list(points)}

@@ -1,0 +1,311 @@
+"""Where each tracked object's SAM2 memory lives between calls.
+
+CVAT gives back, on the next call, the opaque state strings we returned; any replica of the function
+may serve that call, so the memory itself lives in Redis (or Kvrocks, CVAT's ``cvat_redis_ondisk``)
+and the strings are only tokens: ``v1.<random 128-bit token>``.
+
+States are immutable versions: every step stores a new version under a new token and never changes an
+old one, so a retried or raced request cannot corrupt a session. Versions share what did not change.
+Per object, Redis holds:
+
+- ``<prefix>c:<token>``: the start frame's memory (written once, by the version that started it);
+- ``<prefix>m:<token>``: the memory features of the frame that version `token` tracked;
+- ``<prefix>v:<token>``: a small head per version: step, object pointers, and the tokens of the
+  start and memory chunks it uses.
+
+A step writes one memory chunk and one head (about 0.53 MB at 1024 input, against 3.7 MB for the
+whole state). The previous version stays readable, so the last request can be retried; the one before
+it is deleted as soon as the new version is written, together with the memory chunk that only it used.
+Everything carries the TTL (CVAT's 8-hour state max age), refreshed while the session is tracked.
+
+Only commands Kvrocks supports too: SET with EX, GET, MGET, DEL, EXPIRE, pipelines. No Lua, no modules.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from config import StoreConfig
+from model_handler import ObjectState, StateError, pack, unpack
+
+logger = logging.getLogger(__name__)
+
+TOKEN_PATTERN = re.compile(r"v1\.[A-Za-z0-9_-]{22}")
+HEAD_FORMAT = "sam2-tracker-head/1"
+COND_FORMAT = "sam2-tracker-cond/1"
+MEMORY_FORMAT = "sam2-tracker-memory/1"
+
+
+class StoreUnavailable(Exception):
+    """The state store cannot be reached or refused us; the message says which and why."""
+
+
+class UnknownState(LookupError):
+    """No such state: never issued, expired, or superseded twice since."""
+
+
+@dataclass(frozen=True)
+class StoredState:
+    """An object's state as loaded from, or saved to, a store."""
+
+    token: str
+    state: ObjectState
+    tag: str  # the caller's label for the object, e.g. the CVAT shape type
+    lineage: Lineage
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """Which stored pieces a version is made of, and what to clean up after its successor."""
+
+    cond: str  # token of the version that holds the start frame's memory
+    window: tuple[str, ...]  # tokens of the versions holding each memory frame, oldest first
+    parent: str | None = None
+    dropped: tuple[str, ...] = ()  # memory chunks that left the window at this version
+
+
+def new_token() -> str:
+    return "v1." + secrets.token_urlsafe(16)  # 128 random bits
+
+
+def is_token(value: object) -> bool:
+    return isinstance(value, str) and TOKEN_PATTERN.fullmatch(value) is not None
+
+
+def next_lineage(token: str, state: ObjectState, parent: StoredState | None) -> Lineage:
+    if parent is None:
+        return Lineage(cond=token, window=())
+    window = (*parent.lineage.window, token) if state.max_memories else ()
+    keep = len(state.memories)
+    return Lineage(cond=parent.lineage.cond, window=window[len(window) - keep:],
+                   parent=parent.token, dropped=window[: len(window) - keep])
+
+
+class StateStore:
+    """Load and save object states by token. `save` takes, per state, the stored state it was stepped
+    from (None for a new object) and returns the new stored states."""
+
+    def load(self, tokens: Sequence[str]) -> list[StoredState]:
+        raise NotImplementedError
+
+    def save(self, states: Sequence[ObjectState], tags: Sequence[str],
+             parents: Sequence[StoredState | None]) -> list[StoredState]:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+
+class MemoryStateStore(StateStore):
+    """States in this process only: replicas do not share them. For a single local instance."""
+
+    def __init__(self, ttl_seconds: int = 28800, clock=time.monotonic):
+        self.ttl_seconds = ttl_seconds
+        self._clock = clock
+        self._items: dict[str, tuple[float, StoredState]] = {}
+        self._lock = threading.Lock()
+
+    def describe(self) -> str:
+        return "in-process memory"
+
+    def load(self, tokens: Sequence[str]) -> list[StoredState]:
+        now = self._clock()
+        with self._lock:
+            self._expire(now)
+            found = [self._items.get(token) for token in tokens]
+        if any(item is None for item in found):
+            raise UnknownState("unknown or expired state")
+        return [stored for _, stored in found]
+
+    def save(self, states: Sequence[ObjectState], tags: Sequence[str],
+             parents: Sequence[StoredState | None]) -> list[StoredState]:
+        now = self._clock()
+        saved = []
+        with self._lock:
+            for state, tag, parent in zip(states, tags, parents, strict=True):
+                token = new_token()
+                stored = StoredState(token, state, tag, next_lineage(token, state, parent))
+                self._items[token] = (now + self.ttl_seconds, stored)
+                if parent is not None and parent.lineage.parent is not None:
+                    self._items.pop(parent.lineage.parent, None)
+                saved.append(stored)
+            self._expire(now)
+        return saved
+
+    def _expire(self, now: float) -> None:
+        for token in [t for t, (deadline, _) in self._items.items() if deadline <= now]:
+            del self._items[token]
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class RedisStateStore(StateStore):
+    """States in Redis (or Kvrocks), shared by every replica of the function."""
+
+    def __init__(self, client, ttl_seconds: int = 28800, key_prefix: str = "sam2-tracker:",
+                 where: str = "redis"):
+        self.client = client
+        self.ttl_seconds = ttl_seconds
+        self.prefix = key_prefix
+        self.where = where
+
+    @classmethod
+    def from_config(cls, cfg: StoreConfig) -> RedisStateStore:
+        import redis
+        from redis.backoff import ExponentialBackoff
+        from redis.retry import Retry
+
+        # A short retry: a frame is better answered 503 at once than after redis-py's default
+        # backoff of up to 10 s per try (a wrong password is retried too, it is a connection error).
+        client = redis.Redis(host=cfg.redis_host, port=cfg.redis_port, password=cfg.redis_password,
+                             socket_connect_timeout=2, socket_timeout=30, health_check_interval=30,
+                             retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=2))
+        where = f"Redis at {cfg.redis_host}:{cfg.redis_port}"
+        return cls(client, cfg.ttl_seconds, cfg.key_prefix, where=where)
+
+    def describe(self) -> str:
+        return self.where
+
+    def _head_key(self, token: str) -> str:
+        return f"{self.prefix}v:{token}"
+
+    def _cond_key(self, token: str) -> str:
+        return f"{self.prefix}c:{token}"
+
+    def _memory_key(self, token: str) -> str:
+        return f"{self.prefix}m:{token}"
+
+    def load(self, tokens: Sequence[str]) -> list[StoredState]:
+        heads = self._call(lambda: self.client.mget([self._head_key(t) for t in tokens]))
+        if any(head is None for head in heads):
+            raise UnknownState("unknown or expired state")
+        parsed = [_parse_head(head) for head in heads]
+        chunk_keys = []
+        for _, lineage, _ in parsed:
+            chunk_keys.append(self._cond_key(lineage.cond))
+            chunk_keys.extend(self._memory_key(t) for t in lineage.window)
+        chunks = iter(self._call(lambda: self.client.mget(chunk_keys)) if chunk_keys else [])
+        loaded = []
+        for token, (head_tensors, lineage, info) in zip(tokens, parsed, strict=True):
+            cond = next(chunks)
+            memories = [next(chunks) for _ in lineage.window]
+            if cond is None or any(m is None for m in memories):
+                raise UnknownState("unknown or expired state")
+            state = _assemble(head_tensors, info, cond, memories)
+            loaded.append(StoredState(token, state, str(info["tag"]), lineage))
+        return loaded
+
+    def save(self, states: Sequence[ObjectState], tags: Sequence[str],
+             parents: Sequence[StoredState | None]) -> list[StoredState]:
+        saved = []
+        pipe = self.client.pipeline(transaction=False)
+        for state, tag, parent in zip(states, tags, parents, strict=True):
+            token = new_token()
+            lineage = next_lineage(token, state, parent)
+            stored = StoredState(token, state, tag, lineage)
+            if parent is None:
+                pipe.set(self._cond_key(token), _cond_bytes(state), ex=self.ttl_seconds)
+            else:
+                pipe.expire(self._cond_key(lineage.cond), self.ttl_seconds)
+            if lineage.window and lineage.window[-1] == token:
+                memory = pack(MEMORY_FORMAT, {"memory": state.memories[-1]}, {})
+                pipe.set(self._memory_key(token), memory, ex=self.ttl_seconds)
+            for older in lineage.window[:-1]:
+                pipe.expire(self._memory_key(older), self.ttl_seconds)
+            pipe.set(self._head_key(token), _head_bytes(stored), ex=self.ttl_seconds)
+            if parent is not None and parent.lineage.parent is not None:
+                # The grandparent version and the memory only it still used: nothing can reach them
+                # once the parent is superseded too.
+                pipe.delete(self._head_key(parent.lineage.parent),
+                            *(self._memory_key(t) for t in parent.lineage.dropped))
+            saved.append(stored)
+        self._call(pipe.execute)
+        return saved
+
+    def _call(self, action):
+        import redis
+
+        try:
+            return action()
+        except redis.AuthenticationError as error:
+            raise StoreUnavailable(f"{self.where} refused the password ({error}): set "
+                                   "CVAT_FUNCTIONS_REDIS_PASSWORD to the server's password") from None
+        except redis.ResponseError as error:
+            if "NOAUTH" in str(error) or "AUTH" in str(error).upper():
+                raise StoreUnavailable(f"{self.where} requires a password: set "
+                                       "CVAT_FUNCTIONS_REDIS_PASSWORD") from None
+            raise StoreUnavailable(f"{self.where} refused the request ({error})") from None
+        except redis.RedisError as error:
+            raise StoreUnavailable(f"{self.where} is unavailable ({error})") from None
+
+
+def _cond_bytes(state: ObjectState) -> bytes:
+    return pack(COND_FORMAT, {"memory": state.cond_memory, "ptr": state.cond_ptr,
+                              "score": state.cond_score}, {})
+
+
+def _head_bytes(stored: StoredState) -> bytes:
+    state, lineage = stored.state, stored.lineage
+    ptrs = torch.cat(state.ptrs) if state.ptrs else state.cond_ptr.new_zeros((0, *state.cond_ptr.shape[1:]))
+    info = {
+        "step": state.step, "tag": stored.tag, "video_size": list(state.video_size),
+        "fingerprint": state.fingerprint, "max_memories": state.max_memories,
+        "max_ptrs": state.max_ptrs, "cond": lineage.cond, "window": list(lineage.window),
+        "parent": lineage.parent, "dropped": list(lineage.dropped),
+    }
+    return pack(HEAD_FORMAT, {"ptrs": ptrs}, info)
+
+
+def _parse_head(data: bytes) -> tuple[dict[str, torch.Tensor], Lineage, dict]:
+    tensors, info = unpack(HEAD_FORMAT, data)
+    try:
+        tokens = [info["cond"], *info["window"], *info["dropped"]]
+        if info["parent"] is not None:
+            tokens.append(info["parent"])
+        if not all(is_token(t) for t in tokens) or not isinstance(info["tag"], str):
+            raise ValueError("bad tokens")
+        lineage = Lineage(cond=info["cond"], window=tuple(info["window"]), parent=info["parent"],
+                          dropped=tuple(info["dropped"]))
+    except (KeyError, TypeError, ValueError):
+        raise StateError("corrupt tracker state (bad head)") from None
+    return tensors, lineage, info
+
+
+def _assemble(head: dict[str, torch.Tensor], info: dict, cond: bytes,
+              memories: list[bytes]) -> ObjectState:
+    cond_tensors, _ = unpack(COND_FORMAT, cond)
+    try:
+        height, width = info["video_size"]
+        fields = (info["step"], height, width, info["max_memories"], info["max_ptrs"])
+        if not all(type(v) is int and v >= 0 for v in fields):
+            raise ValueError("bad metadata")
+        state = ObjectState(
+            cond_memory=cond_tensors["memory"], cond_ptr=cond_tensors["ptr"],
+            cond_score=cond_tensors["score"],
+            memories=tuple(unpack(MEMORY_FORMAT, m)[0]["memory"] for m in memories),
+            ptrs=tuple(p[None] for p in head["ptrs"]), step=info["step"],
+            max_memories=info["max_memories"], max_ptrs=info["max_ptrs"],
+            video_size=(height, width), fingerprint=str(info["fingerprint"]),
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise StateError(f"corrupt tracker state ({error})") from None
+    state.check_structure()
+    return state
+
+
+def store_from_config(cfg: StoreConfig) -> StateStore:
+    if cfg.redis_host:
+        return RedisStateStore.from_config(cfg)
+    logger.warning("CVAT_FUNCTIONS_REDIS_HOST is not set: tracking states stay in this process, so "
+                   "replicas of the function will not share them (fine for one local instance)")
+    return MemoryStateStore(cfg.ttl_seconds)
+

@@ -1,0 +1,44 @@
+"""Requests as CVAT's lambda manager sends them, and the function's environment for tests."""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from tests.conftest import SMALL
+
+FRAMES = 7  # the start call and 6 continue calls of the shared session
+
+
+def function_env(checkpoint: Path, **extra: str) -> dict[str, str]:
+    """The function at 512 input on the CPU (see tests/conftest.py), with the default hole filling."""
+    return {
+        "SAM2_CHECKPOINT": str(checkpoint),
+        "SAM2_DEVICE": "cpu",
+        "SAM2_PRECISION": "bf16",
+        "SAM2_MODEL_OVERRIDES": " ".join(SMALL),
+        **extra,
+    }
+
+
+def encode_image(frame: np.ndarray, fmt: str = "JPEG") -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(frame).save(buffer, format=fmt, quality=92)
+    return buffer.getvalue()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def start_body(image: bytes, shapes: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"image": b64(image), "shapes": shapes, "states": []}
+
+
+def continue_body(image: bytes, states: list[str]) -> dict[str, Any]:
+    return {"image": b64(image), "shapes": [None] * len(states), "states": states}

@@ -1,0 +1,197 @@
+"""The Nuclio handler through nuclio-sdk's test platform, against a real redis-server."""
+
+from __future__ import annotations
+
+import json
+
+import nuclio_sdk
+import pytest
+from nuclio_sdk.test import Platform
+
+import main
+from tests.cvat_requests import FRAMES, b64, continue_body, encode_image, function_env, start_body
+from tests.redis_server import RedisServer
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory):
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def function_with_redis(checkpoint, redis_server, monkeypatch):
+    for name, value in {**function_env(checkpoint), **redis_server.env()}.items():
+        monkeypatch.setenv(name, value)
+
+
+def call(platform: Platform, body) -> tuple[int, dict]:
+    response = platform.call_handler(main.handler, nuclio_sdk.Event(body=body))
+    assert response.content_type == "application/json"
+    return response.status_code, json.loads(response.body)
+
+
+def test_session_across_two_replicas_equals_the_tracker_core(function_with_redis, redis_server, images,
+                                                             start_shapes, expected):
+    replicas = [Platform(), Platform()]  # two contexts, two trackers: state only shared through Redis
+    status, body = call(replicas[0], start_body(images[0], start_shapes))
+    assert status == 200
+    assert body["shapes"] == start_shapes
+    states = body["states"]
+    assert len(states) == 2 and all(isinstance(s, str) for s in states)
+
+    for index in range(1, FRAMES):
+        status, body = call(replicas[index % 2], continue_body(images[index], states))
+        assert status == 200, body
+        mask_shape, polygon_shape = body["shapes"]
+        assert mask_shape == {"type": "mask", "points": expected[index - 1][0]}
+        assert polygon_shape == {"type": "polygon", "points": expected[index - 1][1]}
+        assert len(set(body["states"]) | set(states)) == 4  # every step is a new version
+        states = body["states"]
+
+    keys = redis_server.client().keys("sam2-tracker:*")
+    heads = [k for k in keys if k.startswith(b"sam2-tracker:v:")]
+    assert len(heads) == 4  # per object: the current version and the one before it
+    assert all(0 < redis_server.client().ttl(k) <= 28800 for k in keys)
+
+
+def test_states_are_json_strings_that_survive_cvat_signing(function_with_redis, images, start_shapes):
+    platform = Platform()
+    _, body = call(platform, start_body(images[0], start_shapes[:1]))
+    signed = json.loads(json.dumps(body["states"], separators=(",", ":")))
+    status, body = call(platform, continue_body(images[1], signed))
+    assert status == 200
+
+
+def test_body_as_bytes_and_extra_fields_are_accepted(function_with_redis, images, start_shapes):
+    platform = Platform()
+    payload = {**start_body(images[0], start_shapes[:1]), "threshold": 0.5}
+    event = nuclio_sdk.Event(body=json.dumps(payload).encode(), content_type="text/plain")
+    response = platform.call_handler(main.handler, event)
+    assert response.status_code == 200
+    states = json.loads(response.body)["states"]
+    # the old UI sends the shapes again with the states: the states win
+    payload = {"image": b64(images[1]), "shapes": start_shapes[:1], "states": states}
+    status, body = call(platform, payload)
+    assert status == 200 and body["shapes"][0]["type"] == "mask" and body["states"][0] != states[0]
+
+
+def test_memory_store_without_redis(checkpoint, monkeypatch, images, start_shapes, expected):
+    for name, value in function_env(checkpoint).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("CVAT_FUNCTIONS_REDIS_HOST", raising=False)
+    platform = Platform()
+    status, body = call(platform, start_body(images[0], start_shapes))
+    assert status == 200
+    status, body = call(platform, continue_body(images[1], body["states"]))
+    assert status == 200
+    assert body["shapes"][0]["points"] == expected[0][0]
+    assert platform._get_handler_context(main.handler).user_data.app.store.describe() == "in-process memory"
+
+
+def test_log_line_has_stage_timings_but_no_image_or_tokens(function_with_redis, images, start_shapes,
+                                                          capsys):
+    platform = Platform()
+    _, body = call(platform, start_body(images[0], start_shapes[:1]))
+    _, body = call(platform, continue_body(images[1], body["states"]))
+    output = capsys.readouterr().out
+    line = [row for row in output.splitlines() if "track" in row and "encode_ms" in row][-1]
+    stages = ("decode_ms", "load_ms", "encode_ms", "track_ms", "store_ms", "total_ms")
+    for field in ("objects", "image", *stages):
+        assert field in line
+    assert "320x240" in line
+    assert body["states"][0] not in output and body["states"][0][3:] not in output
+    assert b64(images[1])[:40] not in output
+
+
+# ---- errors -------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def memory_platform(checkpoint):
+    """One function instance with the in-process store, shared by the error tests."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in function_env(checkpoint).items():
+            patch.setenv(name, value)
+        patch.delenv("CVAT_FUNCTIONS_REDIS_HOST", raising=False)
+        platform = Platform()
+        platform._get_handler_context(main.handler)  # runs init_context with this environment
+    return platform
+
+
+def raw_call(platform: Platform, body, content_type=None) -> tuple[int, dict]:
+    response = platform.call_handler(main.handler, nuclio_sdk.Event(body=body, content_type=content_type))
+    assert response.content_type == "application/json"
+    return response.status_code, json.loads(response.body)
+
+
+@pytest.mark.parametrize("body, content_type, message", [
+    (b"{not json", "text/plain", "not valid JSON"),
+    (b"", "text/plain", "body is empty"),
+    ([1, 2], "application/json", "must be a JSON object"),
+    ({"shapes": []}, "application/json", "image is missing"),
+    ({"image": 5, "shapes": []}, "application/json", "image is missing"),
+    ({"image": "!!!not base64!!!", "shapes": []}, "application/json", "image is not valid base64"),
+    ({"image": b64(b"these bytes are not an image"), "shapes": []}, "application/json",
+     "image could not be decoded"),
+    ({"image": "IMAGE", "shapes": "mask"}, "application/json", "shapes must be a list"),
+    ({"image": "IMAGE", "states": {"a": 1}}, "application/json", "states must be a list"),
+    ({"image": "IMAGE", "shapes": [{"type": "ellipse", "points": [1, 2, 3, 4]}]}, "application/json",
+     "shapes[0] has type 'ellipse'; this tracker supports mask and polygon"),
+    ({"image": "IMAGE", "shapes": [{"type": "polygon", "points": "1,2"}]}, "application/json",
+     "shapes[0].points must be a list"),
+    ({"image": "IMAGE", "shapes": [{"type": "polygon", "points": [1, 2, 3, 4]}]}, "application/json",
+     "shapes[0]: a polygon needs at least 3 points"),
+    ({"image": "IMAGE", "shapes": [{"type": "mask", "points": [5, 0, 0, 0, 0]}]}, "application/json",
+     "shapes[0]: mask run lengths add up to 5 pixels but the box has 1"),
+    ({"image": "IMAGE", "shapes": [{"type": "polygon", "points": [-9, -9, -5, -9, -5, -5]}]},
+     "application/json", "shapes[0] covers no pixel of the 320x240 image"),
+    ({"image": "IMAGE", "shapes": [None]}, "application/json", "shapes[0] and states[0] are both empty"),
+    ({"image": "IMAGE", "states": ["hello"]}, "application/json", "states[0] is not a state of this tracker"),
+    ({"image": "IMAGE", "states": [7]}, "application/json", "states[0] is not a state of this tracker"),
+    ({"image": "IMAGE", "shapes": [None, None], "states": ["v1." + "A" * 22]}, "application/json",
+     "shapes has 2 items but states has 1"),
+], ids=lambda value: value if isinstance(value, str) and len(value) < 40 else None)
+def test_bad_requests_get_400_with_a_reason(memory_platform, images, body, content_type, message):
+    if isinstance(body, dict) and body.get("image") == "IMAGE":
+        body = {**body, "image": b64(images[0])}
+    status, answer = raw_call(memory_platform, body, content_type)
+    assert status == 400
+    assert message in answer["error"]
+
+
+def test_unknown_or_expired_state_is_404(memory_platform, images):
+    status, answer = raw_call(memory_platform, continue_body(images[1], ["v1." + "A" * 22]))
+    assert status == 404
+    assert "unknown or has expired: re-run the tracker from the current frame" in answer["error"]
+
+
+def test_image_of_another_size_than_the_start_is_400(memory_platform, images, scene, start_shapes):
+    _, body = raw_call(memory_platform, start_body(images[0], start_shapes[:1]))
+    smaller = encode_image(scene.frames[1][:120, :160], "PNG")
+    status, answer = raw_call(memory_platform, continue_body(smaller, body["states"]))
+    assert status == 400
+    assert "the image is 160x120 but the object was started on a 320x240 image" in answer["error"]
+    # nothing was lost: the state still continues on the right image
+    status, _ = raw_call(memory_platform, continue_body(images[1], body["states"]))
+    assert status == 200
+
+
+def test_store_unavailable_is_503_and_recovers_without_restart(function_with_redis, redis_server, images,
+                                                               start_shapes):
+    platform = Platform()
+    status, body = call(platform, start_body(images[0], start_shapes[:1]))
+    assert status == 200
+    redis_server.stop()
+    try:
+        status, answer = call(platform, continue_body(images[1], body["states"]))
+        assert status == 503
+        assert "state store is unavailable" in answer["error"]
+        assert f"127.0.0.1:{redis_server.port}" in answer["error"]
+    finally:
+        redis_server.start()
+    # Redis kept nothing (no persistence): the old state is gone, but the function works again
+    status, answer = call(platform, continue_body(images[1], body["states"]))
+    assert status == 404
+    status, body = call(platform, start_body(images[0], start_shapes[:1]))
+    assert status == 200

@@ -1,0 +1,73 @@
+"""The local HTTP server: the same handler over real HTTP, as users run it (python -m local_server)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.cvat_requests import FRAMES, continue_body, function_env, start_body
+from tests.redis_server import free_port
+
+
+@pytest.fixture(scope="module")
+def server_url(checkpoint):
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("CVAT_FUNCTIONS_REDIS")}
+    env.update(function_env(checkpoint))
+    process = subprocess.Popen([sys.executable, "-m", "local_server", "--port", str(port), "--workers", "2"],
+                               cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"local server exited: {process.stdout.read()}")
+        try:
+            urllib.request.urlopen(url, timeout=1).read()
+            break
+        except OSError:
+            time.sleep(0.2)
+    yield url
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def post(url: str, payload: bytes, content_type: str = "application/json") -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=payload, method="POST", headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_health_check(server_url):
+    with urllib.request.urlopen(server_url) as response:
+        info = json.loads(response.read())
+    assert info["ready"] is True and info["store"] == "in-process memory"
+
+
+def test_session_over_http_equals_the_tracker_core(server_url, images, start_shapes, expected):
+    status, body = post(server_url, json.dumps(start_body(images[0], start_shapes)).encode())
+    assert status == 200
+    states = body["states"]
+    for index in range(1, FRAMES):
+        status, body = post(server_url, json.dumps(continue_body(images[index], states)).encode())
+        assert status == 200, body
+        assert body["shapes"][0]["points"] == expected[index - 1][0]
+        assert body["shapes"][1]["points"] == expected[index - 1][1]
+        states = body["states"]
+
+
+def test_errors_over_http(server_url, images):
+    assert post(server_url, b"{oops")[0] == 400
+    assert post(server_url, b"{oops", content_type="text/plain")[0] == 400
+    status, body = post(server_url, json.dumps(continue_body(images[0], ["v1." + "B" * 22])).encode())
+    assert status == 404 and "re-run the tracker" in body["error"]

@@ -1,0 +1,196 @@
+"""The state stores, with real redis-server processes and small synthetic states (no model)."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+
+from config import StoreConfig
+from model_handler import ObjectState, StateError
+from state_store import (
+    MemoryStateStore,
+    RedisStateStore,
+    StoreUnavailable,
+    UnknownState,
+    is_token,
+    new_token,
+    store_from_config,
+)
+from tests.redis_server import RedisServer
+
+TTL = 600
+
+
+def started_state(seed: int = 0) -> ObjectState:
+    generator = torch.Generator().manual_seed(seed)
+    return ObjectState(
+        cond_memory=torch.randn(1, 64, 8, 8, generator=generator).to(torch.bfloat16),
+        cond_ptr=torch.randn(1, 256, generator=generator), cond_score=torch.tensor([[10.0]]),
+        memories=(), ptrs=(), step=0, max_memories=6, max_ptrs=15, video_size=(240, 320),
+        fingerprint="f" * 64)
+
+
+def stepped(state: ObjectState, seed: int) -> ObjectState:
+    generator = torch.Generator().manual_seed(1000 + seed)
+    memory = torch.randn(1, 64, 8, 8, generator=generator).to(torch.bfloat16)
+    return state.advanced(memory, torch.randn(1, 256, generator=generator))
+
+
+def assert_same(a: ObjectState, b: ObjectState) -> None:
+    assert a.to_bytes() == b.to_bytes()
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory):
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["redis", "memory"])
+def store(request, redis_server):
+    if request.param == "memory":
+        return MemoryStateStore(TTL)
+    redis_server.client().flushall()
+    return RedisStateStore(redis_server.client(), TTL)
+
+
+def test_versions_round_trip_and_superseded_ones_go(store):
+    state = started_state()
+    (stored,) = store.save([state], ["mask"], [None])
+    history = [stored]
+    for step in range(1, 21):
+        (loaded,) = store.load([history[-1].token])
+        assert_same(loaded.state, history[-1].state)
+        assert loaded.tag == "mask"
+        state = stepped(loaded.state, step)
+        (stored,) = store.save([state], ["mask"], [loaded])
+        history.append(stored)
+    assert_same(store.load([history[-1].token])[0].state, history[-1].state)
+    # the version before the current one can be retried; older ones are gone
+    assert_same(store.load([history[-2].token])[0].state, history[-2].state)
+    for old in history[:-2]:
+        with pytest.raises(UnknownState):
+            store.load([old.token])
+
+
+def test_redis_keeps_about_one_state_per_object(redis_server):
+    client = redis_server.client()
+    client.flushall()
+    store = RedisStateStore(client, TTL)
+    state = started_state()
+    (current,) = store.save([state], ["polygon"], [None])
+    for step in range(1, 31):
+        state = stepped(state, step)
+        (current,) = store.save([state], ["polygon"], [current])
+    keys = client.keys("sam2-tracker:*")
+    kinds = sorted(key.split(b":")[1].decode() for key in keys)
+    # the start memory, the 6 memory frames of the current version plus the one the previous version
+    # still uses, and two heads
+    assert kinds == ["c"] + ["m"] * 7 + ["v"] * 2
+    assert all(0 < client.ttl(key) <= TTL for key in keys)
+
+
+def test_many_objects_in_one_call_keep_their_order(store):
+    states = [started_state(seed) for seed in range(5)]
+    saved = store.save(states, ["mask", "polygon"] * 2 + ["mask"], [None] * 5)
+    loaded = store.load([s.token for s in reversed(saved)])
+    for original, back in zip(reversed(states), loaded, strict=True):
+        assert_same(original, back.state)
+    assert [s.tag for s in loaded] == ["mask", "polygon", "mask", "polygon", "mask"][::-1]
+
+
+def test_tokens_are_random_and_128_bit():
+    tokens = {new_token() for _ in range(1000)}
+    assert len(tokens) == 1000
+    assert all(is_token(t) for t in tokens)
+    assert all(len(t) == 3 + 22 for t in tokens)  # 22 base64url characters = 132 bits of text, 128 random
+    assert not is_token("v1." + "A" * 21) and not is_token(7) and not is_token("v1." + "A" * 21 + "!")
+
+
+def test_unknown_token_raises(store):
+    with pytest.raises(UnknownState):
+        store.load([new_token()])
+
+
+def test_planted_pickle_is_refused_and_never_executed(redis_server, tmp_path):
+    client = redis_server.client()
+    client.flushall()
+    store = RedisStateStore(client, TTL)
+    (stored,) = store.save([started_state()], ["mask"], [None])
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (marker.write_text, ("executed",))
+
+    (other,) = store.save([started_state()], ["mask"], [None])
+    client.set(f"sam2-tracker:v:{stored.token}", pickle.dumps(Exploit()))  # a head
+    client.set(f"sam2-tracker:c:{other.token}", pickle.dumps(Exploit()))  # a memory chunk
+    for token in (stored.token, other.token):
+        with pytest.raises(StateError):
+            store.load([token])
+    assert not marker.exists()
+
+
+def test_redis_down_is_store_unavailable_and_recovers(tmp_path):
+    server = RedisServer(tmp_path).start()
+    store = store_from_config(StoreConfig(redis_host="127.0.0.1", redis_port=server.port, ttl_seconds=TTL))
+    (stored,) = store.save([started_state()], ["mask"], [None])
+    server.stop()
+    with pytest.raises(StoreUnavailable, match=f"Redis at 127.0.0.1:{server.port} is unavailable"):
+        store.load([stored.token])
+    with pytest.raises(StoreUnavailable):
+        store.save([started_state()], ["mask"], [None])
+    server.start()
+    (again,) = store.save([started_state()], ["mask"], [None])
+    assert_same(store.load([again.token])[0].state, started_state())
+
+
+def test_password_protected_redis(tmp_path):
+    server = RedisServer(tmp_path, password="correct horse").start()
+    try:
+        cfg = StoreConfig(redis_host="127.0.0.1", redis_port=server.port, redis_password="correct horse")
+        store = store_from_config(cfg)
+        (stored,) = store.save([started_state()], ["mask"], [None])
+        assert_same(store.load([stored.token])[0].state, started_state())
+
+        without = store_from_config(StoreConfig(redis_host="127.0.0.1", redis_port=server.port))
+        with pytest.raises(StoreUnavailable, match="CVAT_FUNCTIONS_REDIS_PASSWORD"):
+            without.load([stored.token])
+        wrong = store_from_config(StoreConfig(redis_host="127.0.0.1", redis_port=server.port,
+                                              redis_password="wrong"))
+        with pytest.raises(StoreUnavailable, match="CVAT_FUNCTIONS_REDIS_PASSWORD"):
+            wrong.load([stored.token])
+        assert "correct horse" not in repr(cfg)
+    finally:
+        server.stop()
+
+
+def test_memory_store_expires_after_the_ttl():
+    now = [0.0]
+    store = MemoryStateStore(ttl_seconds=10, clock=lambda: now[0])
+    (stored,) = store.save([started_state()], ["mask"], [None])
+    now[0] = 9.0
+    store.load([stored.token])
+    now[0] = 10.5
+    with pytest.raises(UnknownState):
+        store.load([stored.token])
+    assert len(store) == 0
+
+
+def test_redis_state_disappears_after_the_ttl(redis_server):
+    client = redis_server.client()
+    client.flushall()
+    store = RedisStateStore(client, ttl_seconds=1)
+    (stored,) = store.save([started_state()], ["mask"], [None])
+    (stepped_version,) = store.save([stepped(stored.state, 1)], ["mask"], [stored])
+    assert client.keys("sam2-tracker:*")
+    import time
+
+    time.sleep(2.1)
+    assert client.keys("sam2-tracker:*") == []
+    with pytest.raises(UnknownState):
+        store.load([stepped_version.token])
