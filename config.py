@@ -42,30 +42,25 @@ def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str,
     return value
 
 
-def _integer(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+def _parsed(env: Mapping[str, str], name: str, default, convert, what: str, minimum):
     raw = env.get(name, "").strip()
     if not raw:
         return default
     try:
-        value = int(raw)
+        value = convert(raw)
     except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not an integer") from None
-    if value < minimum:
-        raise ConfigError(f"{name}={value} must be at least {minimum}")
-    return value
-
-
-def _number(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number") from None
+        raise ConfigError(f"{name}={raw!r} is not {what}") from None
     if not value >= minimum:
         raise ConfigError(f"{name}={value} must be at least {minimum}")
     return value
+
+
+def _integer(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    return _parsed(env, name, default, int, "an integer", minimum)
+
+
+def _number(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
+    return _parsed(env, name, default, float, "a number", minimum)
 
 
 @dataclass(frozen=True)
