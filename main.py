@@ -20,9 +20,18 @@ from PIL import Image
 
 from config import Settings
 from model_handler import InputError, Sam2Tracker, StateError
-from protocol import RERUN, RequestError, TrackRequest, bad_request, decode_image, parse_body, parse_request
-from protocol import response_shape as shape_json
-from shape_codecs import ShapeError, mask_to_points, shape_to_mask
+from protocol import (
+    RERUN,
+    RequestError,
+    TrackRequest,
+    bad_request,
+    decode_image,
+    parse_body,
+    parse_request,
+    response_shape,
+    shape_type_of,
+)
+from shape_codecs import ShapeError, mask_to_points, shape_to_prompt
 from state_store import StateStore, StoredState, StoreUnavailable, UnknownState, store_from_config
 
 logger = logging.getLogger("sam2-tracker")
@@ -97,18 +106,18 @@ def track(app: App, request: TrackRequest, image: Image.Image, timings: Timings)
 
     with timings.stage("load"):
         parents = load_states(app, [request.objects[i].token for i in continuing], continuing, size)
-    masks = start_masks(request, starting, size)
+    prompts = start_prompts(request, starting, size)
 
     with timings.stage("encode"):
         frame = app.tracker.encode(image)
     with timings.stage("track"):
         try:
-            started = app.tracker.start(frame, masks)
+            started = app.tracker.start(frame, prompts)
             stepped = app.tracker.step(frame, [parent.state for parent in parents])
         except (StateError, InputError) as error:
             raise bad_request(str(error)) from None
 
-    tags = [request.objects[i].shape.type for i in starting] + [p.tag for p in parents]
+    tags = [request.objects[i].shape.tag for i in starting] + [p.tag for p in parents]
     with timings.stage("store"):
         saved = store_call(app, lambda: app.store.save(
             [t.state for t in started + stepped], tags, [None] * len(started) + parents))
@@ -122,7 +131,8 @@ def track(app: App, request: TrackRequest, image: Image.Image, timings: Timings)
             shapes[index] = request.objects[index].shape.sent
         tolerance = app.settings.shapes.polygon_tolerance
         for index, parent, tracked in zip(continuing, parents, stepped, strict=True):
-            shapes[index] = shape_json(parent.tag, mask_to_points(tracked.result.mask, parent.tag, tolerance))
+            points = mask_to_points(tracked.result.mask, shape_type_of(parent.tag), tolerance)
+            shapes[index] = response_shape(parent.tag, points)
     return {"shapes": shapes, "states": states}
 
 
@@ -147,18 +157,16 @@ def load_states(app: App, tokens: list[str], indices: list[int],
     return loaded
 
 
-def start_masks(request: TrackRequest, indices: list[int], size: tuple[int, int]) -> list:
-    masks = []
+def start_prompts(request: TrackRequest, indices: list[int], size: tuple[int, int]) -> list:
+    """SAM2 prompts for the objects that start on this frame: a box for a rectangle, else a mask."""
+    prompts = []
     for index in indices:
         shape = request.objects[index].shape
         try:
-            mask = shape_to_mask(shape.type, shape.points, size)
+            prompts.append(shape_to_prompt(shape.type, shape.points, size))
         except ShapeError as error:
             raise bad_request(f"shapes[{index}]: {error}") from None
-        if not mask.any():
-            raise bad_request(f"shapes[{index}] covers no pixel of the {size[1]}x{size[0]} image")
-        masks.append(mask)
-    return masks
+    return prompts
 
 
 def store_call(app: App, action):

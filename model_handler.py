@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from config import ConfigError, TrackerConfig, checkpoint_url
+from shape_codecs import Box
 
 logger = logging.getLogger(__name__)
 
@@ -358,14 +359,17 @@ class Sam2Tracker:
         return Frame(video_size=video_size, vision_feats=tuple(feats), vision_pos=tuple(pos),
                      feat_sizes=tuple(sizes))
 
-    def start(self, frame: Frame, masks: Sequence[np.ndarray]) -> list[Tracked]:
-        """Start one object per mask on this frame (bool masks at the image size)."""
-        for mask in masks:
-            if mask.shape != frame.video_size:
-                raise InputError(f"mask size {mask.shape[1]}x{mask.shape[0]} differs from the image "
+    def start(self, frame: Frame, prompts: Sequence[np.ndarray | Box]) -> list[Tracked]:
+        """Start one object per prompt on this frame: a bool mask at the image size (SAM2's
+        ``add_new_mask``) or a box (``add_new_points_or_box``)."""
+        for prompt in prompts:
+            if isinstance(prompt, Box):
+                continue
+            if prompt.shape != frame.video_size:
+                raise InputError(f"mask size {prompt.shape[1]}x{prompt.shape[0]} differs from the image "
                                  f"size {frame.video_size[1]}x{frame.video_size[0]}")
         with self._inference():
-            return [self._start_one(frame, mask) for mask in masks]
+            return [self._start_one(frame, prompt) for prompt in prompts]
 
     def step(self, frame: Frame, states: Sequence[ObjectState]) -> list[Tracked]:
         """Track every object onto the next frame."""
@@ -391,18 +395,16 @@ class Sam2Tracker:
 
     # ---- internals --------------------------------------------------------------------------
 
-    def _start_one(self, frame: Frame, mask: np.ndarray) -> Tracked:
-        # add_new_mask: resize the mask to the model input, then use it as the output directly
-        # (use_mask_input_as_output_without_sam) with a pointer from the SAM decoder.
-        mask_inputs = torch.from_numpy(mask.astype(bool))[None, None].float().to(self.device)
-        if tuple(mask.shape) != (self.image_size, self.image_size):
-            mask_inputs = F.interpolate(mask_inputs, size=(self.image_size, self.image_size),
-                                        mode="bilinear", align_corners=False, antialias=True)
-            mask_inputs = (mask_inputs >= 0.5).float()
+    def _start_one(self, frame: Frame, prompt: np.ndarray | Box) -> Tracked:
+        point_inputs, mask_inputs = None, None
+        if isinstance(prompt, Box):
+            point_inputs = self._box_points(prompt, frame.video_size)
+        else:
+            mask_inputs = self._mask_input(prompt)
         out = self.model.track_step(
             frame_idx=0, is_init_cond_frame=True, current_vision_feats=list(frame.vision_feats),
             current_vision_pos_embeds=list(frame.vision_pos), feat_sizes=list(frame.feat_sizes),
-            point_inputs=None, mask_inputs=mask_inputs,
+            point_inputs=point_inputs, mask_inputs=mask_inputs,
             output_dict={"cond_frame_outputs": {}, "non_cond_frame_outputs": {}},
             num_frames=LONG_VIDEO, run_mem_encoder=False,
         )
@@ -423,6 +425,26 @@ class Sam2Tracker:
             fingerprint=self.fingerprint,
         )
         return Tracked(state, self._result(low_res, out["object_score_logits"], frame.video_size))
+
+    def _mask_input(self, mask: np.ndarray) -> torch.Tensor:
+        # add_new_mask: resize the mask to the model input; track_step then uses it as the output
+        # directly (use_mask_input_as_output_without_sam), with a pointer from the SAM decoder.
+        mask_inputs = torch.from_numpy(mask.astype(bool))[None, None].float().to(self.device)
+        if tuple(mask.shape) != (self.image_size, self.image_size):
+            mask_inputs = F.interpolate(mask_inputs, size=(self.image_size, self.image_size),
+                                        mode="bilinear", align_corners=False, antialias=True)
+            mask_inputs = (mask_inputs >= 0.5).float()
+        return mask_inputs
+
+    def _box_points(self, box: Box, video_size: tuple[int, int]) -> dict[str, torch.Tensor]:
+        # add_new_points_or_box: the box as two points labelled 2 and 3, normalised by the image
+        # size and scaled to the model input (same operations, same order, same dtypes).
+        coords = torch.tensor([box.x0, box.y0, box.x1, box.y1], dtype=torch.float32).reshape(1, 2, 2)
+        labels = torch.tensor([2, 3], dtype=torch.int32).reshape(1, 2)
+        height, width = video_size
+        coords = coords / torch.tensor([width, height])
+        coords = coords * self.image_size
+        return {"point_coords": coords.to(self.device), "point_labels": labels.to(self.device)}
 
     def _step_one(self, frame: Frame, state: ObjectState) -> Tracked:
         frame_idx = state.step + 1

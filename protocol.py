@@ -46,11 +46,20 @@ def bad_request(message: str) -> RequestError:
     return RequestError(400, message)
 
 
+BARE_RECTANGLE = "bare-rectangle"
+
+
 @dataclass(frozen=True)
 class ShapeRequest:
     type: str
     points: list[Any]
     sent: Any  # the shape exactly as it came, echoed back on the start frame
+    bare: bool = False  # a legacy ``[xtl, ytl, xbr, ybr]``, answered in the same form
+
+    @property
+    def tag(self) -> str:
+        """How the object's answers are shaped, kept with its state."""
+        return BARE_RECTANGLE if self.bare else self.type
 
 
 @dataclass(frozen=True)
@@ -78,6 +87,8 @@ def parse_body(body: Any, limits: Limits) -> dict[str, Any]:
             body = json.loads(raw)
         except (UnicodeDecodeError, ValueError):
             raise bad_request("the request body is not valid JSON") from None
+        except RecursionError:
+            raise bad_request("the request body nests JSON too deeply") from None
     if not isinstance(body, dict):
         raise bad_request("the request body must be a JSON object with image, shapes and states")
     return body
@@ -135,12 +146,15 @@ def _image_bytes(value: Any, limits: Limits) -> bytes:
 
 def _shape(index: int, shape: Any, limits: Limits) -> ShapeRequest:
     where = f"shapes[{index}]"
+    if isinstance(shape, list):
+        # CVAT's legacy tracker interface (functions without supported_shape_types): a bare rectangle
+        return ShapeRequest(type="rectangle", points=shape, sent=shape, bare=True)
     if not isinstance(shape, dict):
         raise bad_request(f"{where} must be an object with type and points")
     shape_type, points = shape.get("type"), shape.get("points")
     if shape_type not in SHAPE_TYPES:
         raise bad_request(f"{where} has type {shape_type!r}; this tracker supports "
-                          f"{' and '.join(SHAPE_TYPES)}")
+                          f"{', '.join(SHAPE_TYPES)}")
     if not isinstance(points, list):
         raise bad_request(f"{where}.points must be a list of numbers")
     if shape_type == "polygon" and len(points) > 2 * limits.max_polygon_points:
@@ -170,5 +184,14 @@ def decode_image(data: bytes, limits: Limits) -> Image.Image:
         raise bad_request(f"image could not be decoded: send a JPEG or PNG file ({error})") from None
 
 
-def response_shape(shape_type: str, points: Sequence[float] | None) -> dict[str, Any] | None:
-    return None if points is None else {"type": shape_type, "points": list(points)}
+def response_shape(tag: str, points: Sequence[float] | None) -> dict[str, Any] | list[float] | None:
+    """A tracked shape as CVAT expects it back: typed, or a bare box for a legacy rectangle."""
+    if points is None:
+        return None
+    if tag == BARE_RECTANGLE:
+        return list(points)
+    return {"type": tag, "points": list(points)}
+
+
+def shape_type_of(tag: str) -> str:
+    return "rectangle" if tag == BARE_RECTANGLE else tag

@@ -4,21 +4,34 @@
 - mask: CVAT's RLE, as ``cvat_sdk.masks.encode_mask`` writes it: run lengths over the inclusive bounding
   box crop, row-major, alternating background/foreground and starting with background (a 0 run when the
   first pixel is set), followed by ``[left, top, right, bottom]`` (inclusive).
+- rectangle: ``[xtl, ytl, xbr, ybr]`` in continuous pixel coordinates (a mask's box covers its pixels:
+  ``[left, top, right + 1, bottom + 1]``). It starts SAM2 as a box prompt, not as a mask.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-SHAPE_TYPES = ("mask", "polygon")
+SHAPE_TYPES = ("mask", "polygon", "rectangle")
 
 
 class ShapeError(ValueError):
     """A shape that cannot be turned into a mask; the message says why."""
+
+
+@dataclass(frozen=True)
+class Box:
+    """A box prompt in image pixels: (x0, y0) top left, (x1, y1) bottom right."""
+
+    x0: float
+    y0: float
+    x1: float
+    y1: float
 
 
 def _integers(values: Sequence[object], what: str) -> list[int]:
@@ -101,12 +114,46 @@ def mask_to_polygon(mask: np.ndarray, tolerance: float = 1.0) -> list[float] | N
     return [float(v) for v in largest.reshape(-1)]
 
 
+def rectangle_to_box(points: Sequence[object], size: tuple[int, int]) -> tuple[float, float, float, float]:
+    """Check a rectangle ``[xtl, ytl, xbr, ybr]``: finite, not empty, and overlapping the image."""
+    if len(points) != 4:
+        raise ShapeError("a rectangle needs 4 numbers: [xtl, ytl, xbr, ybr]")
+    if not all(not isinstance(v, bool) and isinstance(v, int | float) and math.isfinite(v) for v in points):
+        raise ShapeError("rectangle points must be finite numbers")
+    x0, y0, x1, y1 = (float(v) for v in points)
+    height, width = size
+    if not (x0 < x1 and y0 < y1):
+        raise ShapeError(f"the rectangle [{x0:g}, {y0:g}, {x1:g}, {y1:g}] is empty: it needs xtl < xbr "
+                         "and ytl < ybr")
+    if x1 <= 0 or y1 <= 0 or x0 >= width or y0 >= height:
+        raise ShapeError(f"the rectangle [{x0:g}, {y0:g}, {x1:g}, {y1:g}] is outside the {width}x{height} "
+                         "image")
+    return x0, y0, x1, y1
+
+
+def mask_to_rectangle(mask: np.ndarray) -> list[float] | None:
+    ys, xs = np.nonzero(mask)
+    if not xs.size:
+        return None
+    return [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
+
+
 def shape_to_mask(shape_type: str, points: Sequence[object], size: tuple[int, int]) -> np.ndarray:
     if shape_type == "mask":
         return rle_to_mask(points, size)
     if shape_type == "polygon":
         return polygon_to_mask(points, size)
-    raise ShapeError(f"shape type {shape_type!r} is not supported (use {' or '.join(SHAPE_TYPES)})")
+    raise ShapeError(f"shape type {shape_type!r} has no mask (use mask or polygon)")
+
+
+def shape_to_prompt(shape_type: str, points: Sequence[object], size: tuple[int, int]) -> np.ndarray | Box:
+    """What starts SAM2 on a shape: a box for a rectangle, else the shape's mask (never empty)."""
+    if shape_type == "rectangle":
+        return Box(*rectangle_to_box(points, size))
+    mask = shape_to_mask(shape_type, points, size)
+    if not mask.any():
+        raise ShapeError(f"the {shape_type} covers no pixel of the {size[1]}x{size[0]} image")
+    return mask
 
 
 def mask_to_points(mask: np.ndarray | None, shape_type: str,
@@ -116,4 +163,6 @@ def mask_to_points(mask: np.ndarray | None, shape_type: str,
         return None
     if shape_type == "mask":
         return mask_to_rle(mask)
+    if shape_type == "rectangle":
+        return mask_to_rectangle(mask)
     return mask_to_polygon(mask, polygon_tolerance)

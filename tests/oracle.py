@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from model_handler import ObjectState, Sam2Tracker, Tracked, upscale_logits
+from shape_codecs import Box
 
 # propagate_in_video caps pointers by min(num_frames, 16); a stream is a long video.
 LONG_VIDEO = 1 << 30
@@ -22,11 +23,11 @@ def precision_context(precision: str):
     return contextlib.nullcontext()
 
 
-def official_logits(checkpoint: Path, frames_dir: Path, start_masks: Sequence[np.ndarray],
+def official_logits(checkpoint: Path, frames_dir: Path, start_prompts: Sequence[np.ndarray | Box],
                     num_frames: int, precision: str = "fp32", overrides: Sequence[str] = (),
                     start_frame: int = 0, reverse: bool = False) -> list[torch.Tensor]:
     """Video-resolution logits (objects, 1, H, W) per frame, in processing order, from
-    ``init_state`` + ``add_new_mask`` per object + ``propagate_in_video``."""
+    ``init_state`` + ``add_new_mask`` (or ``add_new_points_or_box``) per object + ``propagate_in_video``."""
     from sam2.build_sam import build_sam2_video_predictor
 
     predictor = build_sam2_video_predictor("configs/sam2.1/sam2.1_hiera_t.yaml", str(checkpoint),
@@ -35,8 +36,12 @@ def official_logits(checkpoint: Path, frames_dir: Path, start_masks: Sequence[np
     with precision_context(precision):
         state = predictor.init_state(str(frames_dir))
         state["num_frames"] = LONG_VIDEO
-        for obj_id, mask in enumerate(start_masks):
-            predictor.add_new_mask(state, start_frame, obj_id, mask)
+        for obj_id, prompt in enumerate(start_prompts):
+            if isinstance(prompt, Box):
+                box = [prompt.x0, prompt.y0, prompt.x1, prompt.y1]
+                predictor.add_new_points_or_box(state, start_frame, obj_id, box=box)
+            else:
+                predictor.add_new_mask(state, start_frame, obj_id, prompt)
         return [
             logits.clone()
             for _, _, logits in predictor.propagate_in_video(
@@ -49,12 +54,12 @@ def load_rgb(path: Path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"))
 
 
-def our_logits(tracker: Sam2Tracker, frame_paths: Sequence[Path], start_masks: Sequence[np.ndarray],
+def our_logits(tracker: Sam2Tracker, frame_paths: Sequence[Path], start_prompts: Sequence[np.ndarray | Box],
                on_step=None) -> tuple[list[torch.Tensor], list[list[Tracked]]]:
     """Our tracker over the frames in the given order; every state goes through bytes between steps.
     `on_step(step_index, tracked)` may inspect each step's results."""
     frame = tracker.encode(load_rgb(frame_paths[0]))
-    tracked = tracker.start(frame, start_masks)
+    tracked = tracker.start(frame, start_prompts)
     history = [tracked]
     logits = [_video_logits(tracked, frame.video_size)]
     for path in frame_paths[1:]:

@@ -42,7 +42,8 @@ def test_function_yaml_follows_cvat_serverless_conventions(kind):
     assert annotations["name"] == "Segment Anything 2: Tracker"
     assert annotations["type"] == "tracker"
     assert annotations["spec"] == ""
-    assert [t.strip() for t in annotations["supported_shape_types"].split(",")] == ["mask", "polygon"]
+    assert [t.strip() for t in annotations["supported_shape_types"].split(",")] == ["mask", "polygon",
+                                                                                  "rectangle"]
     assert spec["runtime"].startswith("python:3.")
     assert spec["handler"] == "main:handler"
     assert spec["eventTimeout"].endswith("s") and int(spec["eventTimeout"][:-1]) >= 60

@@ -137,7 +137,7 @@ def raw_call(platform: Platform, body, content_type=None) -> tuple[int, dict]:
     ({"image": "IMAGE", "shapes": "mask"}, "application/json", "shapes must be a list"),
     ({"image": "IMAGE", "states": {"a": 1}}, "application/json", "states must be a list"),
     ({"image": "IMAGE", "shapes": [{"type": "ellipse", "points": [1, 2, 3, 4]}]}, "application/json",
-     "shapes[0] has type 'ellipse'; this tracker supports mask and polygon"),
+     "shapes[0] has type 'ellipse'; this tracker supports mask, polygon, rectangle"),
     ({"image": "IMAGE", "shapes": [{"type": "polygon", "points": "1,2"}]}, "application/json",
      "shapes[0].points must be a list"),
     ({"image": "IMAGE", "shapes": [{"type": "polygon", "points": [1, 2, 3, 4]}]}, "application/json",
@@ -145,7 +145,7 @@ def raw_call(platform: Platform, body, content_type=None) -> tuple[int, dict]:
     ({"image": "IMAGE", "shapes": [{"type": "mask", "points": [5, 0, 0, 0, 0]}]}, "application/json",
      "shapes[0]: mask run lengths add up to 5 pixels but the box has 1"),
     ({"image": "IMAGE", "shapes": [{"type": "polygon", "points": [-9, -9, -5, -9, -5, -5]}]},
-     "application/json", "shapes[0] covers no pixel of the 320x240 image"),
+     "application/json", "shapes[0]: the polygon covers no pixel of the 320x240 image"),
     ({"image": "IMAGE", "shapes": [None]}, "application/json", "shapes[0] and states[0] are both empty"),
     ({"image": "IMAGE", "states": ["hello"]}, "application/json", "states[0] is not a state of this tracker"),
     ({"image": "IMAGE", "states": [7]}, "application/json", "states[0] is not a state of this tracker"),
@@ -195,3 +195,45 @@ def test_store_unavailable_is_503_and_recovers_without_restart(function_with_red
     assert status == 404
     status, body = call(platform, start_body(images[0], start_shapes[:1]))
     assert status == 200
+
+
+def test_rectangles_typed_and_in_the_legacy_bare_form(memory_platform, checkpoint, images, scene):
+    """Community CVAT's tracker tab: rectangles start SAM2 from a box and come back as the box of the
+    tracked mask; a legacy function gets bare [xtl, ytl, xbr, ybr] and answers the same way."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from config import TrackerConfig
+    from model_handler import Sam2Tracker
+    from shape_codecs import Box, mask_to_rectangle
+
+    ys, xs = np.nonzero(scene.masks[0][0])
+    box = [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
+    tracker = Sam2Tracker.from_config(TrackerConfig.from_env(function_env(checkpoint)))
+    decoded = [np.asarray(Image.open(io.BytesIO(data)).convert("RGB")) for data in images[:3]]
+    tracked = tracker.start(tracker.encode(decoded[0]), [Box(*box)])
+    boxes = []
+    for image in decoded[1:]:
+        tracked = tracker.step(tracker.encode(image), [t.state for t in tracked])
+        boxes.append(mask_to_rectangle(tracked[0].result.mask))
+
+    typed = {"type": "rectangle", "points": box}
+    for shape, answer_of in ((typed, lambda pts: {"type": "rectangle", "points": pts}), (box, list)):
+        status, body = raw_call(memory_platform, {"image": b64(images[0]), "shapes": [shape], "states": []})
+        assert status == 200 and body["shapes"] == [shape]
+        for index in (1, 2):
+            status, body = raw_call(memory_platform, continue_body(images[index], body["states"]))
+            assert status == 200
+            assert body["shapes"] == [answer_of(boxes[index - 1])]
+
+
+@pytest.mark.parametrize("shape, message", [
+    ({"type": "rectangle", "points": [10, 10, 5, 20]}, "is empty"),
+    ({"type": "rectangle", "points": [1, 2, 3]}, "4 numbers"),
+    ([400, 300, 500, 400], "outside the 320x240 image"),
+])
+def test_bad_rectangles_are_400(memory_platform, images, shape, message):
+    status, answer = raw_call(memory_platform, {"image": b64(images[0]), "shapes": [shape]})
+    assert status == 400 and message in answer["error"]

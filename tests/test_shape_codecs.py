@@ -13,6 +13,7 @@ from shape_codecs import (
     mask_to_polygon,
     mask_to_rle,
     polygon_to_mask,
+    rectangle_to_box,
     rle_to_mask,
     shape_to_mask,
 )
@@ -134,5 +135,18 @@ def test_polygon_far_outside_the_image_is_clipped_not_crashing():
 
 
 def test_unsupported_shape_type_is_named():
-    with pytest.raises(ShapeError, match="'ellipse' is not supported"):
+    with pytest.raises(ShapeError, match="'ellipse' has no mask"):
         shape_to_mask("ellipse", [1, 2, 3, 4], (H, W))
+
+
+def test_rectangles_are_checked_and_masks_give_their_box():
+    assert rectangle_to_box([1, 2, 10.5, 20], (H, W)) == (1.0, 2.0, 10.5, 20.0)
+    for points, message in [([1, 2, 3], "4 numbers"), ([5, 5, 5, 9], "empty"), ([9, 1, 3, 4], "empty"),
+                            ([W, 0, W + 5, 5], "outside"), ([-9, -9, 0, 0], "outside"),
+                            ([0, 0, float("inf"), 5], "finite"), ([0, 0, True, 5], "finite")]:
+        with pytest.raises(ShapeError, match=message):
+            rectangle_to_box(points, (H, W))
+    mask = np.zeros((H, W), bool)
+    mask[3:7, 10:12] = True
+    assert mask_to_points(mask, "rectangle") == [10.0, 3.0, 12.0, 7.0]
+    assert mask_to_points(np.zeros((H, W), bool), "rectangle") is None

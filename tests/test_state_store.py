@@ -194,3 +194,13 @@ def test_redis_state_disappears_after_the_ttl(redis_server):
     assert client.keys("sam2-tracker:*") == []
     with pytest.raises(UnknownState):
         store.load([stepped_version.token])
+
+
+def test_redis_memory_per_object_stays_under_twice_the_state_size():
+    """A short run of bench/redis_footprint.py: real-size states, INFO memory of a real redis-server."""
+    from bench.redis_footprint import measure
+
+    report = measure(objects=2, frames=40, ttl=1)
+    assert report["peak_ratio_to_state"] <= 2.0
+    assert report["bytes_written_per_object_per_frame"] <= 600_000  # the new frame only, not the state
+    assert report["abandoned_keys_before_ttl"] > 0 == report["abandoned_keys_after_ttl"]

@@ -12,6 +12,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from shape_codecs import Box
 from tests.conftest import SMALL, make_tracker
 from tests.oracle import compare, official_logits, our_logits
 from tests.synthetic import moving_objects_scene, write_jpeg_folder
@@ -108,3 +109,32 @@ def test_states_are_immutable_values(checkpoint, long_video):
     assert first.state.to_bytes() == second.state.to_bytes()
     np.testing.assert_array_equal(first.result.mask, second.result.mask)
     assert dataclasses.is_dataclass(state)
+
+
+def test_backward_tracking_equals_official_reverse_propagation(checkpoint, short_video):
+    """Stepping over the frames in reverse order is propagate_in_video(reverse=True)."""
+    scene, paths = short_video
+    start = SHORT - 1
+    official = official_logits(checkpoint, paths[0].parent, scene.masks[start], SHORT, precision="bf16",
+                               overrides=SMALL, start_frame=start, reverse=True)
+    tracker = make_tracker(checkpoint, precision="bf16")
+    ours, history = our_logits(tracker, paths[::-1], scene.masks[start])
+
+    max_diff, flipped = compare(official, ours)
+    assert (max_diff, flipped) == (0.0, 0)
+    assert_masks_match(official, history)
+
+
+def test_start_from_a_box_equals_official_add_new_points_or_box(checkpoint, short_video):
+    scene, paths = short_video
+    boxes = []
+    for mask in scene.masks[0]:
+        ys, xs = np.nonzero(mask)
+        boxes.append(Box(float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)))
+    official = official_logits(checkpoint, paths[0].parent, boxes, 5, precision="bf16", overrides=SMALL)
+    tracker = make_tracker(checkpoint, precision="bf16")
+    ours, history = our_logits(tracker, paths[:5], boxes)
+
+    max_diff, flipped = compare(official, ours)
+    assert (max_diff, flipped) == (0.0, 0)
+    assert all(t.result.present for t in history[0])

@@ -1,0 +1,154 @@
+"""Many CVAT sessions at once through one local server with several workers: no state mixed between
+sessions, no frame lost.
+
+    .venv/bin/python bench/concurrent_sessions.py [--sessions 8] [--frames 20] [--workers 4] [--redis]
+
+Each session tracks its own video; its answers must equal the tracker core run on that video alone.
+SAM2 runs at 512 input with random weights (tests/synthetic.py) to keep the run short on a CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from PIL import Image  # noqa: E402
+
+from config import TrackerConfig  # noqa: E402
+from model_handler import Sam2Tracker  # noqa: E402
+from shape_codecs import mask_to_polygon, mask_to_rle, polygon_to_mask  # noqa: E402
+from tests.cvat_requests import continue_body, encode_image, function_env, start_body  # noqa: E402
+from tests.redis_server import RedisServer, free_port  # noqa: E402
+from tests.synthetic import moving_objects_scene, write_checkpoint  # noqa: E402
+
+
+def session_inputs(seed: int, frames: int) -> tuple[list[bytes], list[dict]]:
+    scene = moving_objects_scene(frames, seed=100 + seed, num_objects=2)
+    images = [encode_image(frame) for frame in scene.frames]
+    shapes = [{"type": "mask", "points": mask_to_rle(scene.masks[0][0])},
+              {"type": "polygon", "points": mask_to_polygon(scene.masks[0][1])}]
+    return images, shapes
+
+
+def expected_answers(tracker: Sam2Tracker, images: list[bytes], shapes: list[dict]) -> list[list]:
+    from shape_codecs import rle_to_mask
+
+    decoded = [np.asarray(Image.open(io.BytesIO(data)).convert("RGB")) for data in images]
+    size = decoded[0].shape[:2]
+    masks = [rle_to_mask(shapes[0]["points"], size), polygon_to_mask(shapes[1]["points"], size)]
+    tracked = tracker.start(tracker.encode(decoded[0]), masks)
+    answers = []
+    for image in decoded[1:]:
+        tracked = tracker.step(tracker.encode(image), [t.state for t in tracked])
+        mask, polygon = (t.result.mask for t in tracked)
+        answers.append([mask_to_rle(mask) if mask is not None else None,
+                        mask_to_polygon(polygon) if polygon is not None else None])
+    return answers
+
+
+def post(url: str, body: dict) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=600) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def run_sessions(checkpoint: Path, sessions: int, frames: int, workers: int, redis: bool) -> dict:
+    env = function_env(checkpoint)
+    tracker = Sam2Tracker.from_config(TrackerConfig.from_env(env))
+    inputs = [session_inputs(seed, frames) for seed in range(sessions)]
+    expected = [expected_answers(tracker, images, shapes) for images, shapes in inputs]
+
+    work = Path(tempfile.mkdtemp(prefix="sam2-sessions-"))
+    redis_server = RedisServer(work).start() if redis else None
+    server_env = {k: v for k, v in os.environ.items() if not k.startswith(("SAM2_", "CVAT_FUNCTIONS_REDIS"))}
+    server_env.update(env)
+    if redis_server:
+        server_env.update(redis_server.env())
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "local_server", "--port", str(port), "--workers",
+                                str(workers)], cwd=ROOT, env=server_env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/"
+    report = {"sessions": sessions, "frames": frames, "workers": workers, "redis": redis,
+              "frames_answered": 0, "mismatches": 0, "errors": 0}
+    lock = threading.Lock()
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=1).read()
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("local server did not start") from None
+                time.sleep(0.2)
+
+        def run(index: int) -> None:
+            images, shapes = inputs[index]
+            status, body = post(url, start_body(images[0], shapes))
+            answered, mismatches, errors = int(status == 200), 0, int(status != 200)
+            for frame in range(1, frames):
+                if status != 200:
+                    break
+                status, body = post(url, continue_body(images[frame], body["states"]))
+                if status != 200:
+                    errors += 1
+                    continue
+                answered += 1
+                points = [None if s is None else s["points"] for s in body["shapes"]]
+                mismatches += points != expected[index][frame - 1]
+            with lock:
+                report["frames_answered"] += answered
+                report["mismatches"] += mismatches
+                report["errors"] += errors
+
+        started = time.perf_counter()
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(sessions)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        report["seconds"] = round(time.perf_counter() - started, 1)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        if redis_server:
+            redis_server.stop()
+    return report
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sessions", type=int, default=8)
+    parser.add_argument("--frames", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--redis", action="store_true", help="share states through a redis-server")
+    args = parser.parse_args()
+    checkpoint = write_checkpoint(Path(tempfile.mkdtemp(prefix="sam2-ckpt-")) / "random.pt")
+    report = run_sessions(checkpoint, args.sessions, args.frames, args.workers, args.redis)
+    print(json.dumps(report, indent=2))
+    ok = report["mismatches"] == 0 and report["errors"] == 0
+    ok = ok and report["frames_answered"] == args.sessions * args.frames
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""Redis memory per tracked object over a long session, and what an abandoned session leaves behind.
+
+    .venv/bin/python bench/redis_footprint.py [--objects 4] [--frames 1000] [--ttl 3]
+
+Drives the real RedisStateStore (what the function does on every call) with states of the real size at
+1024 input (memory features 64x64x64 bf16), so no model is needed, against a real redis-server; reads
+`used_memory` from INFO memory. Prints the peak and final memory per object against the state size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from model_handler import ObjectState  # noqa: E402
+from state_store import RedisStateStore  # noqa: E402
+from tests.redis_server import RedisServer  # noqa: E402
+
+
+def real_size_state(seed: int) -> ObjectState:
+    generator = torch.Generator().manual_seed(seed)
+    return ObjectState(
+        cond_memory=torch.randn(1, 64, 64, 64, generator=generator).to(torch.bfloat16),
+        cond_ptr=torch.randn(1, 256, generator=generator), cond_score=torch.tensor([[10.0]]),
+        memories=(), ptrs=(), step=0, max_memories=6, max_ptrs=15, video_size=(480, 640),
+        fingerprint="f" * 64)
+
+
+def advance(state: ObjectState, seed: int) -> ObjectState:
+    generator = torch.Generator().manual_seed(seed)
+    memory = torch.randn(1, 64, 64, 64, generator=generator).to(torch.bfloat16)
+    return state.advanced(memory, torch.randn(1, 256, generator=generator))
+
+
+def used_memory(client) -> int:
+    return int(client.info("memory")["used_memory"])
+
+
+def measure(objects: int, frames: int, ttl: int) -> dict:
+    server = RedisServer(Path(tempfile.mkdtemp(prefix="sam2-redis-"))).start()
+    try:
+        client = server.client()
+        store = RedisStateStore(client)
+        baseline = used_memory(client)
+        states = [real_size_state(seed) for seed in range(objects)]
+        stored = store.save(states, ["mask"] * objects, [None] * objects)
+        state_bytes = len(states[0].to_bytes())
+        peak = 0
+        written = 0
+        for frame in range(1, frames + 1):
+            loaded = store.load([s.token for s in stored])
+            states = [advance(s.state, frame * 1000 + i) for i, s in enumerate(loaded)]
+            before = client.info("stats")["total_net_input_bytes"]
+            stored = store.save(states, ["mask"] * objects, loaded)
+            written += client.info("stats")["total_net_input_bytes"] - before
+            if frame % 50 == 0 or frame == frames:
+                peak = max(peak, used_memory(client) - baseline)
+        final = used_memory(client) - baseline
+        keys = len(client.keys("sam2-tracker:*"))
+
+        # an abandoned session: started and stepped once with a short TTL, then left alone
+        client.flushall()
+        short = RedisStateStore(client, ttl_seconds=ttl)
+        abandoned = short.save([real_size_state(99)], ["mask"], [None])
+        short.save([advance(abandoned[0].state, 1)], ["mask"], abandoned)
+        left_before = len(client.keys("sam2-tracker:*"))
+        time.sleep(ttl + 1.5)
+        left_after = len(client.keys("sam2-tracker:*"))
+        return {
+            "objects": objects, "frames": frames, "state_bytes_per_object": state_bytes,
+            "peak_redis_bytes_per_object": peak // objects, "final_redis_bytes_per_object": final // objects,
+            "peak_ratio_to_state": round(peak / objects / state_bytes, 3),
+            "final_ratio_to_state": round(final / objects / state_bytes, 3),
+            "keys_per_object": keys / objects,
+            "bytes_written_per_object_per_frame": written // max(frames, 1) // objects,
+            "abandoned_keys_before_ttl": left_before, "abandoned_keys_after_ttl": left_after,
+        }
+    finally:
+        server.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--objects", type=int, default=4)
+    parser.add_argument("--frames", type=int, default=1000)
+    parser.add_argument("--ttl", type=int, default=3, help="TTL of the abandoned session, seconds")
+    args = parser.parse_args()
+    report = measure(args.objects, args.frames, args.ttl)
+    print(json.dumps(report, indent=2))
+    ok = report["peak_ratio_to_state"] <= 2.0 and report["abandoned_keys_after_ttl"] == 0
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,232 @@
+"""Bad input, store faults, replicas and races: the function keeps answering, and answers right."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+import nuclio_sdk
+import pytest
+from hypothesis import HealthCheck, given, settings
+from nuclio_sdk.test import Platform
+
+import main
+from tests.conftest import ROOT
+from tests.cvat_requests import FRAMES, b64, continue_body, function_env, start_body
+from tests.redis_server import RedisServer, free_port
+from tests.request_strategies import VALID_IMAGE, raw_bodies
+
+ANSWERS = {200, 400, 404, 413}
+
+
+def make_platform(env: dict[str, str]) -> Platform:
+    """A function instance initialised with exactly `env` for its settings."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in [n for n in os.environ if n.startswith(("SAM2_", "CVAT_FUNCTIONS_REDIS"))]:
+            patch.delenv(name)
+        for name, value in env.items():
+            patch.setenv(name, value)
+        platform = Platform()
+        platform._get_handler_context(main.handler)
+    return platform
+
+
+def call(platform: Platform, body, content_type="application/json") -> tuple[int, dict]:
+    response = platform.call_handler(main.handler, nuclio_sdk.Event(body=body, content_type=content_type))
+    assert response.content_type == "application/json"
+    return response.status_code, json.loads(response.body)
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory):
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def fuzzed(checkpoint):
+    return make_platform(function_env(checkpoint))
+
+
+@settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "150")), deadline=None, derandomize=True,
+          suppress_health_check=list(HealthCheck))
+@given(raw_bodies)
+def test_any_request_gets_a_clear_answer_never_a_500(fuzzed, kind_and_body):
+    kind, body = kind_and_body
+    status, answer = call(fuzzed, body, "application/json" if kind == "json" else "text/plain")
+    assert status in ANSWERS, answer
+    if status != 200:
+        message = answer["error"]
+        assert isinstance(message, str) and 10 < len(message) < 600
+        assert "Traceback" not in message and "File \"" not in message
+    else:
+        assert len(answer["shapes"]) == len(answer["states"])
+
+
+def test_the_function_still_tracks_right_after_the_fuzzing(fuzzed, images, start_shapes, expected):
+    """Runs after the fuzzing above, on the same function instance."""
+    status, body = call(fuzzed, start_body(images[0], start_shapes))
+    assert status == 200
+    for index in range(1, 3):
+        status, body = call(fuzzed, continue_body(images[index], body["states"]))
+        assert status == 200
+        assert [s["points"] for s in body["shapes"]] == list(expected[index - 1])
+
+
+def test_the_same_state_twice_gives_the_same_answer_and_both_continue(checkpoint, redis_server, images,
+                                                                     start_shapes, expected):
+    env = {**function_env(checkpoint), **redis_server.env()}
+    replicas = [make_platform(env), make_platform(env)]
+    _, body = call(replicas[0], start_body(images[0], start_shapes))
+    first = call(replicas[0], continue_body(images[1], body["states"]))
+    retry = call(replicas[1], continue_body(images[1], body["states"]))  # a retry, on another replica
+    assert first[0] == retry[0] == 200
+    assert first[1]["shapes"] == retry[1]["shapes"]
+    assert first[1]["states"] != retry[1]["states"]  # two versions, neither corrupts the other
+    for branch in (first[1], retry[1]):
+        status, answer = call(replicas[0], continue_body(images[2], branch["states"]))
+        assert status == 200
+        assert [s["points"] for s in answer["shapes"]] == list(expected[1])
+
+
+def test_racing_requests_on_the_same_state(checkpoint, redis_server, images, start_shapes, expected):
+    env = {**function_env(checkpoint), **redis_server.env()}
+    replicas = [make_platform(env), make_platform(env)]
+    _, body = call(replicas[0], start_body(images[0], start_shapes[:1]))
+    answers = [None, None]
+
+    def run(index):
+        answers[index] = call(replicas[index], continue_body(images[1], body["states"]))
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(status == 200 for status, _ in answers)
+    assert answers[0][1]["shapes"] == answers[1][1]["shapes"] == [{"type": "mask", "points": expected[0][0]}]
+
+
+def test_planted_pickle_state_is_refused_and_never_executed(checkpoint, redis_server, images, start_shapes,
+                                                           tmp_path):
+    platform = make_platform({**function_env(checkpoint), **redis_server.env()})
+    _, body = call(platform, start_body(images[0], start_shapes[:1]))
+    marker = tmp_path / "executed"
+
+    class Exploit:
+        def __reduce__(self):
+            return (marker.write_text, ("pwned",))
+
+    token = body["states"][0]
+    redis_server.client().set(f"sam2-tracker:v:{token}", pickle.dumps(Exploit()))
+    status, answer = call(platform, continue_body(images[1], [token]))
+    assert status == 400
+    assert "corrupt" in answer["error"] and "re-run the tracker" in answer["error"]
+    assert not marker.exists()
+
+
+def test_state_of_another_model_is_refused(checkpoint, absent_checkpoint, redis_server, images, start_shapes):
+    first = make_platform({**function_env(checkpoint), **redis_server.env()})
+    other = make_platform({**function_env(absent_checkpoint), **redis_server.env()})
+    _, body = call(first, start_body(images[0], start_shapes[:1]))
+    status, answer = call(other, continue_body(images[1], body["states"]))
+    assert status == 400
+    assert "another SAM2 model" in answer["error"] and "re-run the tracker" in answer["error"]
+    assert call(first, continue_body(images[1], body["states"]))[0] == 200
+
+
+def test_password_redis_works_with_the_password_and_fails_clearly_without(checkpoint, tmp_path, images,
+                                                                         start_shapes, capsys):
+    server = RedisServer(tmp_path, password="hunter2-secret").start()
+    try:
+        good = make_platform({**function_env(checkpoint), **server.env()})
+        status, body = call(good, start_body(images[0], start_shapes[:1]))
+        assert status == 200
+        assert call(good, continue_body(images[1], body["states"]))[0] == 200
+
+        bad = make_platform({**function_env(checkpoint), **server.env(with_password=False)})
+        status, answer = call(bad, start_body(images[0], start_shapes[:1]))
+        assert status == 503
+        assert "CVAT_FUNCTIONS_REDIS_PASSWORD" in answer["error"]
+    finally:
+        server.stop()
+    output = capsys.readouterr()
+    assert "hunter2-secret" not in output.out + output.err
+
+
+def _local_server(env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("SAM2_", "CVAT_FUNCTIONS_REDIS"))}
+    full_env.update(env)
+    process = subprocess.Popen([sys.executable, "-m", "local_server", "--port", str(port), "--workers", "2"],
+                               cwd=ROOT, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return process, f"http://127.0.0.1:{port}/"
+
+
+def _wait(url: str, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "local server exited"
+        try:
+            urllib.request.urlopen(url, timeout=1).read()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(url)
+
+
+def post(url: str, body: dict) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=300) as response:
+        return response.status, json.loads(response.read())
+
+
+def test_two_processes_sharing_redis_give_the_output_of_one(checkpoint, redis_server, images, start_shapes,
+                                                            expected):
+    servers = [_local_server({**function_env(checkpoint), **redis_server.env()}) for _ in range(2)]
+    try:
+        for process, url in servers:
+            _wait(url, process)
+        status, body = post(servers[0][1], start_body(images[0], start_shapes))
+        assert status == 200
+        for index in range(1, FRAMES):
+            status, body = post(servers[index % 2][1], continue_body(images[index], body["states"]))
+            assert status == 200
+            assert [s["points"] for s in body["shapes"]] == list(expected[index - 1])
+    finally:
+        for process, _ in servers:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+def test_concurrent_sessions_through_one_server_do_not_mix(checkpoint, scene):
+    """A small version of bench/concurrent_sessions.py: 3 sessions x 4 frames, 2 workers."""
+    from bench.concurrent_sessions import run_sessions
+
+    report = run_sessions(checkpoint, sessions=3, frames=4, workers=2, redis=False)
+    assert report["mismatches"] == 0 and report["errors"] == 0
+    assert report["frames_answered"] == 3 * 4
+
+
+def test_limits_are_enforced_with_a_sentence(checkpoint):
+    platform = make_platform({**function_env(checkpoint), "SAM2_MAX_OBJECTS": "2",
+                              "SAM2_MAX_IMAGE_PIXELS": "1000", "SAM2_MAX_REQUEST_BYTES": "20000",
+                              "SAM2_MAX_POLYGON_POINTS": "3"})
+    image = b64(VALID_IMAGE)
+    polygon = {"type": "polygon", "points": [1, 1, 10, 1, 10, 10]}
+    status, answer = call(platform, {"image": image, "shapes": [polygon] * 3})
+    assert status == 400 and "3 objects in one call; the limit is 2 (SAM2_MAX_OBJECTS)" in answer["error"]
+    status, answer = call(platform, {"image": image, "shapes": [{**polygon, "points": [1, 1] * 4}]})
+    assert status == 400 and "4 vertices; the limit is 3" in answer["error"]
+    status, answer = call(platform, {"image": image, "shapes": [polygon]})
+    assert status == 400 and "48x32 (1536 pixels); the limit is 1000 pixels" in answer["error"]
+    status, answer = call(platform, json.dumps({"image": image, "pad": "x" * 25000}).encode(), "text/plain")
+    assert status == 413 and "SAM2_MAX_REQUEST_BYTES" in answer["error"]
