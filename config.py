@@ -76,6 +76,8 @@ class TrackerConfig:
     fill_hole_area: int = 8
     # Extra hydra overrides for the model (e.g. "++model.image_size=512"); part of the model fingerprint.
     model_overrides: tuple[str, ...] = ()
+    # Attention as chunked bf16 matmuls (fast_attention.py): auto = on for bf16 on the CPU.
+    fast_attention: str = "auto"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> TrackerConfig:
@@ -90,6 +92,7 @@ class TrackerConfig:
             precision=_choice(env, "SAM2_PRECISION", "auto", PRECISIONS),
             fill_hole_area=_integer(env, "SAM2_FILL_HOLE_AREA", 8),
             model_overrides=overrides,
+            fast_attention=_choice(env, "SAM2_FAST_ATTENTION", "auto", ("auto", "on", "off")),
         )
 
 
@@ -115,6 +118,9 @@ class StoreConfig:
     redis_password: str | None = field(default=None, repr=False)
     ttl_seconds: int = 28800  # CVAT's tracker-state max age (8 hours)
     key_prefix: str = "sam2-tracker:"
+    # Memory chunks this process keeps parsed, so that the worker that served a session's last frame
+    # reads no memory from Redis for the next one.
+    cache_megabytes: int = 256
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> StoreConfig:
@@ -125,6 +131,7 @@ class StoreConfig:
             redis_password=env.get("CVAT_FUNCTIONS_REDIS_PASSWORD") or None,
             ttl_seconds=_integer(env, "SAM2_TRACKER_STATE_TTL", 28800, minimum=1),
             key_prefix=env.get("SAM2_TRACKER_KEY_PREFIX", "").strip() or "sam2-tracker:",
+            cache_megabytes=_integer(env, "SAM2_STATE_CACHE_MB", 256),
         )
 
 

@@ -294,6 +294,15 @@ def fill_holes(logits: torch.Tensor, max_area: int) -> torch.Tensor:
     return filled
 
 
+def store_matmul_weights_in_bf16(model: torch.nn.Module) -> None:
+    """bf16 autocast casts every Linear and Conv2d weight to bf16 on each call (a copy of the
+    encoder's weights per frame); holding them in bf16 gives the same products without the copies.
+    Other parameters (norms, embeddings) stay fp32, as autocast uses them."""
+    for module in model.modules():
+        if type(module) in (torch.nn.Linear, torch.nn.Conv2d):
+            module.to(torch.bfloat16)
+
+
 def upscale_logits(low_res: torch.Tensor, video_size: tuple[int, int]) -> torch.Tensor:
     """Low-resolution logits to the original image size, as the predictor outputs them."""
     return F.interpolate(low_res, size=video_size, mode="bilinear", align_corners=False)
@@ -303,7 +312,7 @@ class Sam2Tracker:
     """Encode a frame once, start objects from masks, advance every object by one frame."""
 
     def __init__(self, model: torch.nn.Module, fingerprint: str, precision: str = "fp32",
-                 fill_hole_area: int = 0):
+                 fill_hole_area: int = 0, fast_attention: bool = False):
         if getattr(model, "memory_temporal_stride_for_eval", 1) != 1:
             raise ConfigError("SAM2_CONFIG: memory_temporal_stride_for_eval must be 1")
         self.model = model
@@ -314,6 +323,14 @@ class Sam2Tracker:
         self.image_size: int = model.image_size
         self.keep_memories = model.num_maskmem - 1
         self.keep_ptrs = model.max_obj_ptrs_in_encoder - 1 if model.use_obj_ptrs_in_encoder else 0
+        self.fast_attention = fast_attention
+        if precision == "bf16":
+            store_matmul_weights_in_bf16(model)
+        if fast_attention:
+            from fast_attention import use_chunked_attention
+
+            use_chunked_attention(model.memory_attention)
+            use_chunked_attention(model.image_encoder)
         with self._inference():
             self._maskmem_pos_enc = self._memory_position_encoding()
 
@@ -322,10 +339,13 @@ class Sam2Tracker:
         device = resolve_device(cfg.device)
         model = load_model(cfg, device)
         precision = resolve_precision(cfg.precision, device)
+        fast = cfg.fast_attention == "on" or (
+            cfg.fast_attention == "auto" and device.type == "cpu" and precision == "bf16")
         fingerprint = model_fingerprint(cfg)
-        logger.info("SAM2 %s on %s, %s, fingerprint %s", cfg.sam2_config, device, precision,
-                    fingerprint[:12])
-        return cls(model, fingerprint, precision=precision, fill_hole_area=cfg.fill_hole_area)
+        logger.info("SAM2 %s on %s, %s%s, fingerprint %s", cfg.sam2_config, device, precision,
+                    " (chunked memory attention)" if fast else "", fingerprint[:12])
+        return cls(model, fingerprint, precision=precision, fill_hole_area=cfg.fill_hole_area,
+                   fast_attention=fast)
 
     @contextlib.contextmanager
     def _inference(self) -> Iterator[None]:

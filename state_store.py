@@ -28,6 +28,7 @@ import re
 import secrets
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -148,15 +149,57 @@ class MemoryStateStore(StateStore):
         return len(self._items)
 
 
+class ChunkCache:
+    """Recently used memory chunks of this process, parsed, by Redis key (least recently used out).
+
+    Chunks are immutable (a key is never rewritten with other content), so a cached chunk is always
+    the one Redis holds; whether a version is still alive is decided by reading its head from Redis
+    on every call. A worker that served the previous frame of a session has every chunk of the next
+    call; a worker that did not reads only the ones it lacks.
+    """
+
+    def __init__(self, capacity_bytes: int):
+        self.capacity = capacity_bytes
+        self._items: OrderedDict[str, tuple[dict[str, torch.Tensor], int]] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> dict[str, torch.Tensor] | None:
+        with self._lock:
+            item = self._items.get(key)
+            if item is None:
+                return None
+            self._items.move_to_end(key)
+            return item[0]
+
+    def put(self, key: str, tensors: dict[str, torch.Tensor]) -> None:
+        size = sum(t.numel() * t.element_size() for t in tensors.values())
+        if size > self.capacity:
+            return
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._size -= old[1]
+            self._items[key] = (tensors, size)
+            self._size += size
+            while self._size > self.capacity:
+                _, (_, evicted) = self._items.popitem(last=False)
+                self._size -= evicted
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
 class RedisStateStore(StateStore):
     """States in Redis (or Kvrocks), shared by every replica of the function."""
 
     def __init__(self, client, ttl_seconds: int = 28800, key_prefix: str = "sam2-tracker:",
-                 where: str = "redis"):
+                 where: str = "redis", cache_bytes: int = 256 * 1024 * 1024):
         self.client = client
         self.ttl_seconds = ttl_seconds
         self.prefix = key_prefix
         self.where = where
+        self.cache = ChunkCache(cache_bytes)
 
     @classmethod
     def from_config(cls, cfg: StoreConfig) -> RedisStateStore:
@@ -170,7 +213,8 @@ class RedisStateStore(StateStore):
                              socket_connect_timeout=2, socket_timeout=30, health_check_interval=30,
                              retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=2))
         where = f"Redis at {cfg.redis_host}:{cfg.redis_port}"
-        return cls(client, cfg.ttl_seconds, cfg.key_prefix, where=where)
+        return cls(client, cfg.ttl_seconds, cfg.key_prefix, where=where,
+                   cache_bytes=cfg.cache_megabytes * 1024 * 1024)
 
     def describe(self) -> str:
         return self.where
@@ -189,36 +233,49 @@ class RedisStateStore(StateStore):
         if any(head is None for head in heads):
             raise UnknownState("unknown or expired state")
         parsed = [_parse_head(head) for head in heads]
-        chunk_keys = []
-        for _, lineage, _ in parsed:
-            chunk_keys.append(self._cond_key(lineage.cond))
-            chunk_keys.extend(self._memory_key(t) for t in lineage.window)
-        chunks = iter(self._call(lambda: self.client.mget(chunk_keys)) if chunk_keys else [])
+        chunks = self._chunks([key for _, lineage, _ in parsed for key in self._chunk_keys(lineage)])
         loaded = []
         for token, (head_tensors, lineage, info) in zip(tokens, parsed, strict=True):
-            cond = next(chunks)
-            memories = [next(chunks) for _ in lineage.window]
-            if cond is None or any(m is None for m in memories):
-                raise UnknownState("unknown or expired state")
+            cond, *memories = (chunks[key] for key in self._chunk_keys(lineage))
             state = _assemble(head_tensors, info, cond, memories)
             loaded.append(StoredState(token, state, str(info["tag"]), lineage))
         return loaded
 
+    def _chunk_keys(self, lineage: Lineage) -> list[str]:
+        return [self._cond_key(lineage.cond), *(self._memory_key(t) for t in lineage.window)]
+
+    def _chunks(self, keys: list[str]) -> dict[str, dict[str, torch.Tensor]]:
+        """Parsed chunks by key: from this process's cache, the others in one MGET."""
+        found = {key: self.cache.get(key) for key in dict.fromkeys(keys)}
+        missing = [key for key, tensors in found.items() if tensors is None]
+        if missing:
+            for key, data in zip(missing, self._call(lambda: self.client.mget(missing)), strict=True):
+                if data is None:
+                    raise UnknownState("unknown or expired state")
+                kind = COND_FORMAT if key.startswith(self._cond_key("")) else MEMORY_FORMAT
+                found[key] = unpack(kind, data)[0]
+                self.cache.put(key, found[key])
+        return found
+
     def save(self, states: Sequence[ObjectState], tags: Sequence[str],
              parents: Sequence[StoredState | None]) -> list[StoredState]:
         saved = []
+        fresh: dict[str, dict[str, torch.Tensor]] = {}
         pipe = self.client.pipeline(transaction=False)
         for state, tag, parent in zip(states, tags, parents, strict=True):
             token = new_token()
             lineage = next_lineage(token, state, parent)
             stored = StoredState(token, state, tag, lineage)
             if parent is None:
-                pipe.set(self._cond_key(token), _cond_bytes(state), ex=self.ttl_seconds)
+                cond = _cond_tensors(state)
+                pipe.set(self._cond_key(token), pack(COND_FORMAT, cond, {}), ex=self.ttl_seconds)
+                fresh[self._cond_key(token)] = cond
             else:
                 pipe.expire(self._cond_key(lineage.cond), self.ttl_seconds)
             if lineage.window and lineage.window[-1] == token:
-                memory = pack(MEMORY_FORMAT, {"memory": state.memories[-1]}, {})
-                pipe.set(self._memory_key(token), memory, ex=self.ttl_seconds)
+                memory = {"memory": state.memories[-1]}
+                pipe.set(self._memory_key(token), pack(MEMORY_FORMAT, memory, {}), ex=self.ttl_seconds)
+                fresh[self._memory_key(token)] = memory
             for older in lineage.window[:-1]:
                 pipe.expire(self._memory_key(older), self.ttl_seconds)
             pipe.set(self._head_key(token), _head_bytes(stored), ex=self.ttl_seconds)
@@ -229,6 +286,8 @@ class RedisStateStore(StateStore):
                             *(self._memory_key(t) for t in parent.lineage.dropped))
             saved.append(stored)
         self._call(pipe.execute)
+        for key, tensors in fresh.items():
+            self.cache.put(key, {name: t.detach().to("cpu") for name, t in tensors.items()})
         return saved
 
     def _call(self, action):
@@ -248,9 +307,8 @@ class RedisStateStore(StateStore):
             raise StoreUnavailable(f"{self.where} is unavailable ({error})") from None
 
 
-def _cond_bytes(state: ObjectState) -> bytes:
-    return pack(COND_FORMAT, {"memory": state.cond_memory, "ptr": state.cond_ptr,
-                              "score": state.cond_score}, {})
+def _cond_tensors(state: ObjectState) -> dict[str, torch.Tensor]:
+    return {"memory": state.cond_memory, "ptr": state.cond_ptr, "score": state.cond_score}
 
 
 def _head_bytes(stored: StoredState) -> bytes:
@@ -280,18 +338,16 @@ def _parse_head(data: bytes) -> tuple[dict[str, torch.Tensor], Lineage, dict]:
     return tensors, lineage, info
 
 
-def _assemble(head: dict[str, torch.Tensor], info: dict, cond: bytes,
-              memories: list[bytes]) -> ObjectState:
-    cond_tensors, _ = unpack(COND_FORMAT, cond)
+def _assemble(head: dict[str, torch.Tensor], info: dict, cond: dict[str, torch.Tensor],
+              memories: list[dict[str, torch.Tensor]]) -> ObjectState:
     try:
         height, width = info["video_size"]
         fields = (info["step"], height, width, info["max_memories"], info["max_ptrs"])
         if not all(type(v) is int and v >= 0 for v in fields):
             raise ValueError("bad metadata")
         state = ObjectState(
-            cond_memory=cond_tensors["memory"], cond_ptr=cond_tensors["ptr"],
-            cond_score=cond_tensors["score"],
-            memories=tuple(unpack(MEMORY_FORMAT, m)[0]["memory"] for m in memories),
+            cond_memory=cond["memory"], cond_ptr=cond["ptr"], cond_score=cond["score"],
+            memories=tuple(m["memory"] for m in memories),
             ptrs=tuple(p[None] for p in head["ptrs"]), step=info["step"],
             max_memories=info["max_memories"], max_ptrs=info["max_ptrs"],
             video_size=(height, width), fingerprint=str(info["fingerprint"]),

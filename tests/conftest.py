@@ -33,9 +33,11 @@ def absent_checkpoint(tmp_path_factory) -> Path:
 
 
 def make_tracker(checkpoint: Path, precision: str = "fp32", overrides: tuple[str, ...] = SMALL,
-                 fill_hole_area: int = 0) -> Sam2Tracker:
+                 fill_hole_area: int = 0, fast_attention: str = "off") -> Sam2Tracker:
+    """The exact path by default (official attention kernel): what the fidelity tests compare."""
     cfg = TrackerConfig(checkpoint=checkpoint, device="cpu", precision=precision,
-                        fill_hole_area=fill_hole_area, model_overrides=overrides)
+                        fill_hole_area=fill_hole_area, model_overrides=overrides,
+                        fast_attention=fast_attention)
     return Sam2Tracker.from_config(cfg)
 
 
@@ -98,3 +100,37 @@ def expected(checkpoint, images, start_shapes, scene) -> list[tuple[list, list]]
         assert all(t.result.present for t in tracked)
         per_call.append((encode_mask(tracked[0].result.mask), mask_to_polygon(tracked[1].result.mask)))
     return per_call
+
+
+@pytest.fixture(scope="session")
+def server_url(checkpoint, tmp_path_factory):
+    """`python -m local_server` with two workers and the in-process store, as users run it."""
+    import os
+    import subprocess
+    import time
+    import urllib.request
+
+    from tests.cvat_requests import function_env
+    from tests.redis_server import free_port
+
+    port = free_port()
+    log = tmp_path_factory.mktemp("server") / "local_server.log"
+    env = {key: value for key, value in os.environ.items() if not key.startswith("CVAT_FUNCTIONS_REDIS")}
+    env.update(function_env(checkpoint))
+    output = open(log, "w")  # noqa: SIM115  (open while the server runs)
+    process = subprocess.Popen([sys.executable, "-m", "local_server", "--port", str(port), "--workers", "2"],
+                               cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"local server exited: {log.read_text()}")
+        try:
+            urllib.request.urlopen(url, timeout=1).read()
+            break
+        except OSError:
+            time.sleep(0.2)
+    yield url
+    process.terminate()
+    process.wait(timeout=10)
+    output.close()

@@ -3,40 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 
-import pytest
-
-from tests.conftest import ROOT
-from tests.cvat_requests import FRAMES, continue_body, function_env, start_body
-from tests.redis_server import free_port
-
-
-@pytest.fixture(scope="module")
-def server_url(checkpoint):
-    port = free_port()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("CVAT_FUNCTIONS_REDIS")}
-    env.update(function_env(checkpoint))
-    process = subprocess.Popen([sys.executable, "-m", "local_server", "--port", str(port), "--workers", "2"],
-                               cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"local server exited: {process.stdout.read()}")
-        try:
-            urllib.request.urlopen(url, timeout=1).read()
-            break
-        except OSError:
-            time.sleep(0.2)
-    yield url
-    process.terminate()
-    process.wait(timeout=10)
+from tests.cvat_requests import FRAMES, continue_body, start_body
 
 
 def post(url: str, payload: bytes, content_type: str = "application/json") -> tuple[int, dict]:

@@ -10,6 +10,7 @@ import torch
 from config import StoreConfig
 from model_handler import ObjectState, StateError
 from state_store import (
+    ChunkCache,
     MemoryStateStore,
     RedisStateStore,
     StoreUnavailable,
@@ -129,9 +130,10 @@ def test_planted_pickle_is_refused_and_never_executed(redis_server, tmp_path):
     (other,) = store.save([started_state()], ["mask"], [None])
     client.set(f"sam2-tracker:v:{stored.token}", pickle.dumps(Exploit()))  # a head
     client.set(f"sam2-tracker:c:{other.token}", pickle.dumps(Exploit()))  # a memory chunk
+    replica = RedisStateStore(client, TTL)  # reads everything from Redis
     for token in (stored.token, other.token):
         with pytest.raises(StateError):
-            store.load([token])
+            replica.load([token])
     assert not marker.exists()
 
 
@@ -204,3 +206,50 @@ def test_redis_memory_per_object_stays_under_twice_the_state_size():
     assert report["peak_ratio_to_state"] <= 2.0
     assert report["bytes_written_per_object_per_frame"] <= 600_000  # the new frame only, not the state
     assert report["abandoned_keys_before_ttl"] > 0 == report["abandoned_keys_after_ttl"]
+
+
+def _bytes_sent(client) -> int:
+    return int(client.info("stats")["total_net_output_bytes"])
+
+
+def test_the_worker_that_served_the_last_frame_reads_only_heads(redis_server):
+    client = redis_server.client()
+    client.flushall()
+    worker, other = RedisStateStore(client, TTL), RedisStateStore(client, TTL)
+    big = ObjectState(**{**started_state().__dict__,
+                         "cond_memory": torch.zeros(1, 64, 64, 64, dtype=torch.bfloat16)})
+    (current,) = worker.save([big], ["mask"], [None])
+    for step in range(1, 8):
+        memory = torch.full((1, 64, 64, 64), float(step), dtype=torch.bfloat16)
+        (current,) = worker.save([current.state.advanced(memory, torch.zeros(1, 256))], ["mask"], [current])
+
+    before = _bytes_sent(client)
+    (same,) = worker.load([current.token])
+    from_worker = _bytes_sent(client) - before
+    before = _bytes_sent(client)
+    (elsewhere,) = other.load([current.token])
+    from_other = _bytes_sent(client) - before
+    assert_same(same.state, current.state)
+    assert_same(elsewhere.state, current.state)
+    assert from_worker < 50_000  # the head: step, pointers, chunk tokens
+    assert from_other > 7 * 64 * 64 * 64 * 2  # the start frame and 6 memory frames
+
+    # the other worker now has the chunks: after one more step by the first, it reads one chunk
+    memory = torch.full((1, 64, 64, 64), 9.0, dtype=torch.bfloat16)
+    (newer,) = worker.save([current.state.advanced(memory, torch.zeros(1, 256))], ["mask"], [current])
+    before = _bytes_sent(client)
+    (back,) = other.load([newer.token])
+    assert 64 * 64 * 64 * 2 < _bytes_sent(client) - before < 2 * 64 * 64 * 64 * 2
+    assert_same(back.state, newer.state)
+
+
+def test_chunk_cache_evicts_the_least_recently_used():
+    cache = ChunkCache(capacity_bytes=3 * 400)
+    for index in range(4):
+        cache.put(f"k{index}", {"t": torch.zeros(100)})  # 400 bytes each
+    assert cache.get("k0") is None and len(cache) == 3
+    cache.get("k1")
+    cache.put("k4", {"t": torch.zeros(100)})
+    assert cache.get("k1") is not None and cache.get("k2") is None
+    cache.put("huge", {"t": torch.zeros(1000)})
+    assert cache.get("huge") is None

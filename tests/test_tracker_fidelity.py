@@ -138,3 +138,19 @@ def test_start_from_a_box_equals_official_add_new_points_or_box(checkpoint, shor
     max_diff, flipped = compare(official, ours)
     assert (max_diff, flipped) == (0.0, 0)
     assert all(t.result.present for t in history[0])
+
+
+def test_fast_bf16_path_stays_close_to_official_bf16(checkpoint, long_video, long_official_bf16):
+    """The chunked attention kernels (the CPU default in bf16) round differently from the official
+    kernel: measured here on the same 19 frames x 3 objects as the exact bf16 test above."""
+    scene, paths = long_video
+    tracker = make_tracker(checkpoint, precision="bf16", fast_attention="on")
+    ours, history = our_logits(tracker, paths, scene.masks[0])
+
+    max_diff, flipped = compare(long_official_bf16, ours)
+    pixels = sum(logits.numel() for logits in long_official_bf16)
+    print(f"fast bf16 vs official bf16 over {LONG} frames x 3 objects: max |logit diff| {max_diff:.3f}, "
+          f"{flipped} of {pixels} mask pixels differ ({100 * flipped / pixels:.3f}%)")
+    assert flipped / pixels < 0.01
+    assert max_diff < 1.0
+    assert all(t.result.present for t in history[-1])

@@ -1,0 +1,95 @@
+"""Attention for CPUs in bf16: SAM2's memory attention and the image encoder's global attention.
+
+SAM2's memory attention spends ~90% of a tracking step in cross-attention from the 4,096 image tokens
+to ~29k memory tokens (7 frames of 64x64 plus object pointers), 4 layers, one 256-wide head. PyTorch's
+CPU flash-attention kernel runs that at ~40% of the rate bf16 matrix multiplication reaches on the
+same cores (0.16 against 0.39 TFLOP/s on the 2-core CI machine): with a single wide head its tiles are
+small. Computing the attention in chunks of queries as two plain matmuls with a softmax between them
+keeps the GEMMs near their peak (scores for a chunk of 256 queries are 14 MB and stay in cache).
+
+The image encoder (Hiera) has the same problem in its global-attention blocks (4,096 tokens, 4 heads of
+96): 0.58 s of its 1.8 s per frame at 1024 input, 0.35 s chunked. Its windowed blocks attend over at most
+196 tokens and keep the flash kernel.
+
+It rounds differently from the flash kernel (the scores and probabilities are rounded to bf16), so it
+is used only on the bf16 CPU path; fp32 keeps the official kernel and stays bit-exact. Its deviation from
+the official bf16 run is measured by tests/test_tracker_fidelity.py and reported in the README.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from sam2.modeling.backbones.hieradet import MultiScaleAttention, do_pool
+from sam2.modeling.position_encoding import apply_rotary_enc
+from sam2.modeling.sam.transformer import RoPEAttention
+from torch import Tensor
+
+QUERY_CHUNK = 256
+# Below this many query tokens the flash kernel is as fast (Hiera's windows have at most 196).
+MIN_CHUNKED_QUERIES = 1024
+
+
+def chunked_attention(q: Tensor, k: Tensor, v: Tensor, chunk: int = QUERY_CHUNK) -> Tensor:
+    """softmax(q k^T / sqrt(d)) v over (..., tokens, dim) tensors, a chunk of queries at a time."""
+    scale = q.shape[-1] ** -0.5
+    # contiguous once: a strided operand would be copied by every chunk's matmul
+    keys = k.transpose(-1, -2).contiguous()
+    v = v.contiguous()
+    out = torch.empty(*q.shape[:-1], v.shape[-1], dtype=v.dtype, device=v.device)
+    for start in range(0, q.shape[-2], chunk):
+        scores = torch.matmul(q[..., start:start + chunk, :] * scale, keys)
+        out[..., start:start + chunk, :] = torch.matmul(torch.softmax(scores, dim=-1), v)
+    return out
+
+
+class ChunkedRoPEAttention(RoPEAttention):
+    """sam2's RoPEAttention (projections, rotary encoding of queries and of the non-pointer keys,
+    one output projection) with `chunked_attention` in place of scaled_dot_product_attention."""
+
+    def forward(self, q: Tensor, k: Tensor, v: Tensor, num_k_exclude_rope: int = 0) -> Tensor:
+        q = self._separate_heads(self.q_proj(q), self.num_heads)
+        k = self._separate_heads(self.k_proj(k), self.num_heads)
+        v = self._separate_heads(self.v_proj(v), self.num_heads)
+        side = round(q.shape[-2] ** 0.5)
+        if self.freqs_cis.shape[0] != q.shape[-2] or self.freqs_cis.device != q.device:
+            self.freqs_cis = self.compute_cis(end_x=side, end_y=side).to(q.device)
+        rope_keys = k.shape[-2] - num_k_exclude_rope
+        q, rotated = apply_rotary_enc(q, k[:, :, :rope_keys], freqs_cis=self.freqs_cis,
+                                      repeat_freqs_k=self.rope_k_repeat)
+        k = torch.cat([rotated, k[:, :, rope_keys:]], dim=-2)
+        return self.out_proj(self._recombine_heads(chunked_attention(q, k, v)))
+
+
+class ChunkedMultiScaleAttention(MultiScaleAttention):
+    """Hiera's attention (fused qkv projection, optional query pooling, output projection) with
+    `chunked_attention` for large token counts."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        batch, height, width, _ = x.shape
+        q, k, v = torch.unbind(self.qkv(x).reshape(batch, height * width, 3, self.num_heads, -1), 2)
+        if self.q_pool:
+            q = do_pool(q.reshape(batch, height, width, -1), self.q_pool)
+            height, width = q.shape[1:3]
+            q = q.reshape(batch, height * width, self.num_heads, -1)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+        if q.shape[-2] >= MIN_CHUNKED_QUERIES:
+            out = chunked_attention(q, k, v)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(out.transpose(1, 2).reshape(batch, height, width, -1))
+
+
+CHUNKED = {RoPEAttention: ChunkedRoPEAttention, MultiScaleAttention: ChunkedMultiScaleAttention}
+
+
+def use_chunked_attention(module: torch.nn.Module) -> int:
+    """Switch the attention layers inside `module` (SAM2's memory attention, its image encoder) to
+    the chunked kernel; returns how many were switched. Weights and buffers stay as they are."""
+    switched = 0
+    for child in module.modules():
+        replacement = CHUNKED.get(type(child))
+        if replacement is not None:
+            child.__class__ = replacement
+            switched += 1
+    return switched

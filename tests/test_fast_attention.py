@@ -1,0 +1,74 @@
+"""The chunked attention kernels compute the same function as sam2's layers (checked in fp32, where
+only summation order differs), and the tracker switches them on only where configured."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from sam2.modeling.backbones.hieradet import MultiScaleAttention
+from sam2.modeling.sam.transformer import RoPEAttention
+
+from fast_attention import (
+    ChunkedMultiScaleAttention,
+    ChunkedRoPEAttention,
+    chunked_attention,
+    use_chunked_attention,
+)
+from tests.conftest import make_tracker
+
+
+@pytest.mark.parametrize("shape_q, shape_k", [((1, 1, 700, 64), (1, 1, 1500, 64)),
+                                              ((3, 4, 256, 32), (3, 4, 100, 32))])
+def test_chunked_attention_equals_sdpa(shape_q, shape_k):
+    generator = torch.Generator().manual_seed(0)
+    q = torch.randn(*shape_q, generator=generator)
+    k = torch.randn(*shape_k, generator=generator)
+    v = torch.randn(*shape_k, generator=generator)
+    torch.testing.assert_close(chunked_attention(q, k, v, chunk=128), F.scaled_dot_product_attention(q, k, v),
+                               rtol=1e-5, atol=1e-5)
+    ours = chunked_attention(q.bfloat16(), k.bfloat16(), v.bfloat16())
+    theirs = F.scaled_dot_product_attention(q.bfloat16(), k.bfloat16(), v.bfloat16())
+    assert ours.dtype == torch.bfloat16
+    torch.testing.assert_close(ours.float(), theirs.float(), rtol=0.05, atol=0.05)
+
+
+def test_chunked_rope_attention_equals_sam2s_layer():
+    torch.manual_seed(0)
+    layer = RoPEAttention(embedding_dim=256, num_heads=1, kv_in_dim=64, rope_k_repeat=True,
+                          feat_sizes=(32, 32)).eval()
+    chunked = copy.deepcopy(layer)
+    assert use_chunked_attention(chunked) == 1 and type(chunked) is ChunkedRoPEAttention
+    q = torch.randn(2, 32 * 32, 256)
+    k = torch.randn(2, 2 * 32 * 32 + 16, 64)  # two memory frames, then 16 pointer tokens without RoPE
+    v = torch.randn(2, 2 * 32 * 32 + 16, 64)
+    with torch.inference_mode():
+        expected = layer(q, k.clone(), v, num_k_exclude_rope=16)
+        torch.testing.assert_close(chunked(q, k.clone(), v, num_k_exclude_rope=16), expected,
+                                   rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("pooled", [False, True])
+def test_chunked_hiera_attention_equals_sam2s_layer(pooled):
+    torch.manual_seed(0)
+    q_pool = torch.nn.MaxPool2d(kernel_size=2, stride=2) if pooled else None
+    layer = MultiScaleAttention(dim=96, dim_out=96, num_heads=2, q_pool=q_pool).eval()
+    chunked = copy.deepcopy(layer)
+    assert use_chunked_attention(chunked) == 1 and type(chunked) is ChunkedMultiScaleAttention
+    x = torch.randn(1, 64, 64, 96)  # 4,096 queries (1,024 when pooled): the chunked path
+    with torch.inference_mode():
+        torch.testing.assert_close(chunked(x), layer(x), rtol=1e-5, atol=1e-5)
+
+
+def test_fast_attention_is_on_only_where_configured(checkpoint):
+    exact = make_tracker(checkpoint, precision="bf16", fast_attention="off")
+    fast = make_tracker(checkpoint, precision="bf16", fast_attention="on")
+    kinds = lambda tracker: {type(m) for m in tracker.model.modules()}  # noqa: E731
+    assert ChunkedRoPEAttention not in kinds(exact) and ChunkedRoPEAttention in kinds(fast)
+    assert ChunkedMultiScaleAttention in kinds(fast)
+    # bf16 keeps matmul weights in bf16 (what autocast would cast them to); fp32 leaves them alone
+    assert exact.model.memory_attention.layers[0].linear1.weight.dtype == torch.bfloat16
+    fp32 = make_tracker(checkpoint, precision="fp32")
+    assert fp32.model.memory_attention.layers[0].linear1.weight.dtype == torch.float32

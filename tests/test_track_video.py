@@ -1,0 +1,175 @@
+"""The offline CLI end to end on generated videos: inputs from every supported format, both
+directions, in process and against the local server; outputs read back with real parsers."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+from pycocotools import mask as coco_mask
+
+import track_video
+from config import TrackerConfig
+from model_handler import Sam2Tracker
+from shape_codecs import mask_to_polygon, mask_to_rle, rle_to_mask
+from tests.cvat_requests import function_env
+from tests.synthetic import moving_objects_scene
+
+FRAMES = 5
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    scene = moving_objects_scene(FRAMES, seed=11)
+    folder = tmp_path_factory.mktemp("frames")
+    for index, frame in enumerate(scene.frames):
+        Image.fromarray(frame).save(folder / f"img{index}.png")  # natural order: img2 before img10
+    mp4 = folder.parent / "video.mp4"
+    height, width = scene.size
+    writer = cv2.VideoWriter(str(mp4), cv2.VideoWriter_fourcc(*"mp4v"), 5, (width, height))
+    for frame in scene.frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return scene, folder, mp4
+
+
+@pytest.fixture(scope="module")
+def sam2_env(checkpoint):
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in function_env(checkpoint).items():
+            patch.setenv(name, value)
+        patch.delenv("CVAT_FUNCTIONS_REDIS_HOST", raising=False)
+        yield
+
+
+def direct_masks(checkpoint, frames, prompts):
+    tracker = Sam2Tracker.from_config(TrackerConfig.from_env(function_env(checkpoint)))
+    tracked = tracker.start(tracker.encode(frames[0]), prompts)
+    out = []
+    for frame in frames[1:]:
+        tracked = tracker.step(tracker.encode(frame), [t.state for t in tracked])
+        out.append([t.result.mask for t in tracked])
+    return out
+
+
+def test_backward_from_mask_pngs_to_cvat_xml_and_coco(sam2_env, checkpoint, video, tmp_path):
+    scene, folder, _ = video
+    start, target = FRAMES - 1, 0
+    labels = np.zeros(scene.size, np.uint8)
+    labels[scene.masks[start][0]] = 1
+    labels[scene.masks[start][1]] = 2
+    Image.fromarray(labels).save(tmp_path / "objects.png")
+    args = ["--start", str(start), "--target", str(target), "--mask", str(tmp_path / "objects.png"),
+            "--xml", str(tmp_path / "out.xml"), "--coco-out", str(tmp_path / "out.json"),
+            "--overlay", str(tmp_path / "out.gif"), "--quiet"]
+    assert track_video.main([str(folder), *args]) == 0
+
+    expected = direct_masks(checkpoint, scene.frames[::-1], [labels == 1, labels == 2])
+    root = ET.parse(tmp_path / "out.xml").getroot()
+    assert root.findtext("version") == "1.1"
+    assert root.findtext("meta/task/mode") == "interpolation"
+    assert (root.findtext("meta/task/start_frame"), root.findtext("meta/task/stop_frame")) == ("0", "4")
+    tracks = root.findall("track")
+    assert [t.get("label") for t in tracks] == ["objects-1", "objects-2"]
+    height, width = scene.size
+    for track_id, track in enumerate(tracks):
+        shapes = track.findall("mask")
+        assert [int(s.get("frame")) for s in shapes] == list(range(FRAMES))
+        for shape in shapes:
+            frame = int(shape.get("frame"))
+            left, top = int(shape.get("left")), int(shape.get("top"))
+            w, h = int(shape.get("width")), int(shape.get("height"))
+            runs = [int(v) for v in shape.get("rle").split(",")]
+            mask = rle_to_mask([*runs, left, top, left + w - 1, top + h - 1], (height, width))
+            wanted = labels == track_id + 1 if frame == start else expected[start - frame - 1][track_id]
+            np.testing.assert_array_equal(mask, wanted)
+            assert shape.get("outside") == "0" and shape.get("keyframe") == "1"
+
+    coco = json.loads((tmp_path / "out.json").read_text())
+    assert [c["name"] for c in coco["categories"]] == ["objects-1", "objects-2"]
+    assert [i["file_name"] for i in coco["images"]] == [f"img{i}.png" for i in range(FRAMES)]
+    for annotation in coco["annotations"]:
+        frame = annotation["image_id"] - 1
+        track_id = annotation["attributes"]["track_id"]
+        rle = coco_mask.frPyObjects(annotation["segmentation"], height, width)
+        decoded = coco_mask.decode(rle).astype(bool)
+        wanted = labels == track_id + 1 if frame == start else expected[start - frame - 1][track_id]
+        np.testing.assert_array_equal(decoded, wanted)
+        assert annotation["area"] == int(wanted.sum())
+    assert len(coco["annotations"]) == 2 * FRAMES
+
+    gif = Image.open(tmp_path / "out.gif")
+    assert gif.n_frames == FRAMES and gif.size == (width, height)
+
+
+def test_forward_from_cvat_xml_and_coco_exports_in_process_and_remote(sam2_env, video, tmp_path):
+    scene, folder, _ = video
+    mask = scene.masks[1][0]
+    points = mask_to_rle(mask)
+    *runs, left, top, right, bottom = points
+    polygon = mask_to_polygon(scene.masks[1][1])
+    cvat_xml = tmp_path / "task.xml"
+    pairs = ";".join(f"{x},{y}" for x, y in zip(polygon[0::2], polygon[1::2], strict=True))
+    cvat_xml.write_text(
+        '<annotations><version>1.1</version>'
+        '<image id="1" name="img1.png" width="320" height="240">'
+        f'<mask label="car" rle="{", ".join(map(str, runs))}" left="{left}" top="{top}" '
+        f'width="{right - left + 1}" height="{bottom - top + 1}"/>'
+        f'<polygon label="person" points="{pairs}"/></image></annotations>')
+    rle = coco_mask.encode(np.asfortranarray(mask.astype(np.uint8)))
+    coco = {"images": [{"id": 7, "file_name": "frames/img1.png", "width": 320, "height": 240}],
+            "categories": [{"id": 3, "name": "car"}, {"id": 4, "name": "person"}],
+            "annotations": [
+                {"id": 1, "image_id": 7, "category_id": 3, "bbox": [0, 0, 1, 1], "iscrowd": 1,
+                 "segmentation": {"size": rle["size"], "counts": rle["counts"].decode()}},
+                {"id": 2, "image_id": 7, "category_id": 4, "bbox": [0, 0, 1, 1], "iscrowd": 0,
+                 "segmentation": [polygon]}]}
+    (tmp_path / "coco.json").write_text(json.dumps(coco))
+
+    base = [str(folder), "--start", "1", "--target", "3", "--quiet"]
+    from_xml = track_video.run(track_video.parse_args([*base, "--cvat-xml", str(cvat_xml)]))
+    from_coco = track_video.run(track_video.parse_args([*base, "--coco", str(tmp_path / "coco.json")]))
+    assert from_xml == from_coco
+    assert sorted(from_xml) == [1, 2, 3]
+    assert [s["type"] for s in from_xml[3]] == ["mask", "polygon"]
+
+
+def test_remote_run_equals_in_process(sam2_env, video, server_url, tmp_path):
+    _, _, mp4 = video
+    box = "40,30,200,150"
+    args = [str(mp4), "--start", "0", "--target", "2", "--box", box, "--quiet"]
+    here = track_video.run(track_video.parse_args(args))
+    there = track_video.run(track_video.parse_args([*args, "--url", server_url]))
+    assert here == there
+    assert here[0] == [{"type": "rectangle", "points": [40.0, 30.0, 200.0, 150.0]}]
+    assert all(len(s["points"]) == 4 for s in here[2])
+
+
+def test_coco_compressed_counts_decode_like_pycocotools():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        mask = rng.random((37, 23)) > rng.random()
+        encoded = coco_mask.encode(np.asfortranarray(mask.astype(np.uint8)))
+        compressed = {"size": encoded["size"], "counts": encoded["counts"].decode()}
+        decoded = track_video.coco_rle_to_mask(compressed)
+        np.testing.assert_array_equal(decoded, mask)
+        ours = track_video.mask_to_coco_rle(mask)
+        back = coco_mask.decode(coco_mask.frPyObjects(ours, *mask.shape)).astype(bool)
+        np.testing.assert_array_equal(back, mask)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--start", "9", "--target", "0", "--box", "1,1,5,5"], "--start 9 is outside the video's frames 0..4"),
+    (["--start", "0", "--target", "2"], "no objects on the start frame 0"),
+    (["--start", "0", "--target", "2", "--box", "1,2,3"], "expected 4 numbers"),
+    (["--start", "0", "--target", "2", "--polygon", "1,2,x"], "comma-separated numbers"),
+    (["--start", "0", "--target", "2", "--polygon", "1,1,2,1"], "a polygon needs at least 3 points"),
+])
+def test_user_errors_are_one_line(sam2_env, video, capsys, extra, message):
+    _, folder, _ = video
+    assert track_video.main([str(folder), *extra, "--quiet"]) == 1
+    assert message in capsys.readouterr().err

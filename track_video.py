@@ -1,0 +1,512 @@
+"""Track objects through a video without CVAT, and write CVAT and COCO annotations.
+
+    python -m track_video VIDEO.mp4|FRAMES_DIR --start 0 --target 120 \\
+        (--cvat-xml annotations.xml | --coco instances.json | --mask object.png ... |
+         --polygon x1,y1,x2,y2,... | --box x0,y0,x1,y1) \\
+        [--xml tracks.xml] [--coco-out tracks.json] [--overlay preview.mp4|preview.gif] \\
+        [--url http://127.0.0.1:8080]
+
+The objects on the start frame are tracked frame by frame to the target frame, forward or backward.
+By default SAM2 runs in this process (configured like the function: SAM2_CONFIG, SAM2_CHECKPOINT...);
+with --url the frames go to a deployed function (or `python -m local_server`) over the same protocol.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import json
+import re
+import sys
+import urllib.error
+import urllib.request
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from config import ConfigError
+from shape_codecs import ShapeError, mask_to_rle, polygon_to_mask, shape_to_mask
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
+           (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (170, 110, 40)]
+
+
+class CliError(Exception):
+    """Something the user can fix; printed without a traceback."""
+
+
+@dataclass(frozen=True)
+class TrackedObject:
+    label: str
+    shape: dict[str, Any]  # the start shape, CVAT style: {"type": ..., "points": [...]}
+
+
+# ---- frames -----------------------------------------------------------------------------------
+
+class FrameSource:
+    """Frames by index, from a folder of images or a video file."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        if path.is_dir():
+            files = [p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
+            self.files = sorted(files, key=_natural_key)
+            if not self.files:
+                raise CliError(f"{path} has no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            self.count = len(self.files)
+        elif path.is_file():
+            self.files = []
+            capture = cv2.VideoCapture(str(path))
+            if not capture.isOpened():
+                raise CliError(f"{path} cannot be read as a video")
+            self.count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+            self.fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+            capture.release()
+        else:
+            raise CliError(f"{path} does not exist")
+
+    def name(self, index: int) -> str:
+        return self.files[index].name if self.files else f"frame_{index:06d}.png"
+
+    def frames(self, first: int, last: int) -> Iterator[tuple[int, np.ndarray]]:
+        """RGB frames first..last (inclusive), in that order (last < first goes backward)."""
+        step = 1 if last >= first else -1
+        if self.files:
+            for index in range(first, last + step, step):
+                yield index, np.asarray(Image.open(self.files[index]).convert("RGB"))
+            return
+        low, high = min(first, last), max(first, last)
+        decoded = self._decode(low, high)
+        if step < 0:
+            decoded = list(decoded)[::-1]
+        yield from decoded
+
+    def _decode(self, low: int, high: int) -> Iterator[tuple[int, np.ndarray]]:
+        capture = cv2.VideoCapture(str(self.path))
+        capture.set(cv2.CAP_PROP_POS_FRAMES, low)
+        try:
+            for index in range(low, high + 1):
+                ok, frame = capture.read()
+                if not ok:
+                    raise CliError(f"{self.path}: frame {index} cannot be decoded")
+                yield index, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        finally:
+            capture.release()
+
+
+def _natural_key(path: Path) -> list:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
+
+
+def png_bytes(frame: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(frame).save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+# ---- initial objects --------------------------------------------------------------------------
+
+def _points_attr(text: str) -> list[float]:
+    return [float(v) for pair in text.split(";") for v in pair.split(",")]
+
+
+def _xml_shape(element: ET.Element) -> dict[str, Any] | None:
+    if element.tag == "polygon":
+        return {"type": "polygon", "points": _points_attr(element.get("points", ""))}
+    if element.tag == "box":
+        return {"type": "rectangle",
+                "points": [float(element.get(k)) for k in ("xtl", "ytl", "xbr", "ybr")]}
+    if element.tag == "mask":
+        left, top = int(element.get("left")), int(element.get("top"))
+        width, height = int(element.get("width")), int(element.get("height"))
+        runs = [int(v) for v in element.get("rle", "").split(",") if v.strip()]
+        return {"type": "mask", "points": [*runs, left, top, left + width - 1, top + height - 1]}
+    return None
+
+
+def objects_from_cvat_xml(path: Path, frame: int, frame_name: str) -> list[TrackedObject]:
+    """Shapes on `frame` from a CVAT for images 1.1 or CVAT for video 1.1 export."""
+    root = ET.parse(path).getroot()
+    found = []
+    for image in root.iter("image"):
+        if image.get("id") == str(frame) or Path(image.get("name", "")).name == frame_name:
+            for element in image:
+                shape = _xml_shape(element)
+                if shape:
+                    found.append(TrackedObject(element.get("label", "object"), shape))
+    for track in root.iter("track"):
+        for element in track:
+            if element.get("frame") == str(frame) and element.get("outside", "0") == "0":
+                shape = _xml_shape(element)
+                if shape:
+                    found.append(TrackedObject(track.get("label", "object"), shape))
+    return found
+
+
+def coco_rle_to_mask(rle: dict[str, Any]) -> np.ndarray:
+    """COCO RLE (column-major; counts as a list or as COCO's compressed string) to a bool mask."""
+    height, width = rle["size"]
+    counts = rle["counts"]
+    if isinstance(counts, str):
+        counts = _decode_coco_counts(counts)
+    values = np.repeat(np.arange(len(counts)) % 2 == 1, counts)
+    if values.size != height * width:
+        raise CliError("a COCO RLE does not match its size")
+    return values.reshape(width, height).T
+
+
+def _decode_coco_counts(text: str) -> list[int]:
+    # COCO's compressed counts: 5 bits per character (offset 48), a continuation bit (0x20) and a
+    # sign bit (0x10) on the last character of each number; from the third count on, each number is a
+    # difference to the count two places before.
+    counts: list[int] = []
+    position = 0
+    while position < len(text):
+        value, shift, more = 0, 0, True
+        while more:
+            chunk = ord(text[position]) - 48
+            value |= (chunk & 0x1F) << (5 * shift)
+            more = bool(chunk & 0x20)
+            position += 1
+            shift += 1
+            if not more and chunk & 0x10:
+                value |= -1 << (5 * shift)
+        if len(counts) > 2:
+            value += counts[-2]
+        counts.append(value)
+    return counts
+
+
+def objects_from_coco(path: Path, frame_name: str) -> list[TrackedObject]:
+    data = json.loads(path.read_text())
+    images = {image["id"]: image for image in data.get("images", [])}
+    matches = [i for i, image in images.items() if Path(image.get("file_name", "")).name == frame_name]
+    if not matches:
+        names = ", ".join(sorted(Path(i.get("file_name", "")).name for i in images.values())[:5])
+        raise CliError(f"{path} has no image named {frame_name} (it has e.g. {names})")
+    image = images[matches[0]]
+    size = (int(image["height"]), int(image["width"]))
+    labels = {c["id"]: c["name"] for c in data.get("categories", [])}
+    found = []
+    for annotation in data.get("annotations", []):
+        if annotation.get("image_id") != image["id"]:
+            continue
+        label = labels.get(annotation.get("category_id"), "object")
+        segmentation = annotation.get("segmentation")
+        if isinstance(segmentation, dict):
+            shape = {"type": "mask", "points": mask_to_rle(coco_rle_to_mask(segmentation))}
+        elif isinstance(segmentation, list) and len(segmentation) == 1:
+            shape = {"type": "polygon", "points": [float(v) for v in segmentation[0]]}
+        elif isinstance(segmentation, list) and segmentation:
+            mask = np.zeros(size, bool)
+            for polygon in segmentation:
+                mask |= polygon_to_mask(polygon, size)
+            shape = {"type": "mask", "points": mask_to_rle(mask)}
+        else:
+            x, y, w, h = annotation["bbox"]
+            shape = {"type": "rectangle", "points": [x, y, x + w, y + h]}
+        found.append(TrackedObject(label, shape))
+    return found
+
+
+def objects_from_mask_png(path: Path) -> list[TrackedObject]:
+    """Every distinct non-zero value of the image is an object (a binary PNG is one object)."""
+    pixels = np.asarray(Image.open(path))
+    if pixels.ndim == 3:
+        pixels = pixels[..., :3].max(axis=2) if pixels.shape[2] >= 3 else pixels[..., 0]
+    values = [int(v) for v in np.unique(pixels) if v != 0]
+    objects = []
+    for value in values:
+        label = path.stem if len(values) == 1 else f"{path.stem}-{value}"
+        objects.append(TrackedObject(label, {"type": "mask", "points": mask_to_rle(pixels == value)}))
+    return objects
+
+
+def _numbers(text: str, what: str, count: int | None = None) -> list[float]:
+    try:
+        values = [float(v) for v in text.replace(";", ",").split(",") if v.strip()]
+    except ValueError:
+        raise CliError(f"{what} {text!r}: expected comma-separated numbers") from None
+    if count is not None and len(values) != count:
+        raise CliError(f"{what} {text!r}: expected {count} numbers")
+    return values
+
+
+# ---- the function: in this process, or over HTTP -----------------------------------------------
+
+class InProcessFunction:
+    """The Nuclio handler's own code path, in this process, with in-memory states."""
+
+    def __init__(self):
+        import main
+        from state_store import MemoryStateStore
+
+        self._main = main
+        self.app = main.create_app(store=MemoryStateStore())
+
+    def __call__(self, body: dict[str, Any]) -> dict[str, Any]:
+        status, answer = self._main.serve(self.app, body, self._main.Timings(), {})
+        if status != 200:
+            raise CliError(f"the tracker answered {status}: {answer['error']}")
+        return answer
+
+
+class RemoteFunction:
+    def __init__(self, url: str, timeout: float = 600):
+        self.url = url
+        self.timeout = timeout
+
+    def __call__(self, body: dict[str, Any]) -> dict[str, Any]:
+        request = urllib.request.Request(self.url, data=json.dumps(body).encode(), method="POST",
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            try:
+                message = json.loads(error.read())["error"]
+            except (ValueError, KeyError):
+                message = error.reason
+            raise CliError(f"{self.url} answered {error.code}: {message}") from None
+        except (urllib.error.URLError, OSError) as error:
+            raise CliError(f"cannot reach {self.url}: {error}") from None
+
+
+def track(function: Callable[[dict], dict], source: FrameSource, start: int, target: int,
+          objects: Sequence[TrackedObject], progress: bool = True) -> dict[int, list[Any]]:
+    """Shapes per frame index (the start frame holds the given shapes; None = absent)."""
+    from tqdm import tqdm
+
+    frames = source.frames(start, target)
+    shapes: dict[int, list[Any]] = {}
+    states: list[str] = []
+    with tqdm(total=abs(target - start) + 1, desc="tracking", unit="frame", disable=not progress) as bar:
+        for index, frame in frames:
+            image = base64.b64encode(png_bytes(frame)).decode()
+            if not states:
+                answer = function({"image": image, "shapes": [o.shape for o in objects], "states": []})
+            else:
+                answer = function({"image": image, "shapes": [None] * len(states), "states": states})
+            shapes[index] = answer["shapes"]
+            states = answer["states"]
+            bar.update(1)
+    return shapes
+
+
+# ---- outputs ----------------------------------------------------------------------------------
+
+def shape_mask(shape: dict[str, Any], size: tuple[int, int]) -> np.ndarray:
+    if shape["type"] == "rectangle":
+        x0, y0, x1, y1 = shape["points"]
+        mask = np.zeros(size, bool)
+        mask[max(0, int(y0)):max(0, int(np.ceil(y1))), max(0, int(x0)):max(0, int(np.ceil(x1)))] = True
+        return mask
+    return shape_to_mask(shape["type"], shape["points"], size)
+
+
+def _shape_attributes(shape: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    points = shape["points"]
+    if shape["type"] == "polygon":
+        pairs = ";".join(f"{x:.2f},{y:.2f}" for x, y in zip(points[0::2], points[1::2], strict=True))
+        return "polygon", {"points": pairs}
+    if shape["type"] == "rectangle":
+        return "box", {k: f"{v:.2f}" for k, v in zip(("xtl", "ytl", "xbr", "ybr"), points, strict=True)}
+    *runs, left, top, right, bottom = (int(v) for v in points)
+    return "mask", {"rle": ", ".join(str(r) for r in runs), "left": str(left), "top": str(top),
+                    "width": str(right - left + 1), "height": str(bottom - top + 1)}
+
+
+def write_cvat_xml(path: Path, source: FrameSource, objects: Sequence[TrackedObject],
+                   shapes: dict[int, list[Any]], size: tuple[int, int]) -> None:
+    """CVAT for video 1.1: one track per object, a keyframe on every tracked frame, `outside` where
+    SAM2 says the object is absent."""
+    frames = sorted(shapes)
+    root = ET.Element("annotations")
+    ET.SubElement(root, "version").text = "1.1"
+    task = ET.SubElement(ET.SubElement(root, "meta"), "task")
+    for key, value in (("name", source.path.name), ("size", str(len(frames))), ("mode", "interpolation"),
+                       ("overlap", "0"), ("start_frame", str(frames[0])), ("stop_frame", str(frames[-1]))):
+        ET.SubElement(task, key).text = value
+    labels = ET.SubElement(task, "labels")
+    for name in dict.fromkeys(o.label for o in objects):
+        label = ET.SubElement(labels, "label")
+        ET.SubElement(label, "name").text = name
+        ET.SubElement(label, "type").text = "any"
+        ET.SubElement(label, "attributes")
+    original = ET.SubElement(task, "original_size")
+    ET.SubElement(original, "width").text = str(size[1])
+    ET.SubElement(original, "height").text = str(size[0])
+    for track_id, obj in enumerate(objects):
+        track_element = ET.SubElement(root, "track", id=str(track_id), label=obj.label, source="auto")
+        last = obj.shape
+        for frame in frames:
+            shape = shapes[frame][track_id]
+            outside = shape is None
+            last = last if outside else shape
+            tag, attributes = _shape_attributes(last)
+            ET.SubElement(track_element, tag, frame=str(frame), keyframe="1", outside=str(int(outside)),
+                          occluded="0", z_order="0", **attributes)
+    ET.indent(root)
+    path.write_text('<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode"))
+
+
+def mask_to_coco_rle(mask: np.ndarray) -> dict[str, Any]:
+    flat = mask.T.reshape(-1).astype(np.int8)  # column-major, as COCO counts
+    changes = np.flatnonzero(np.diff(flat)) + 1
+    counts = np.diff(np.concatenate(([0], changes, [flat.size]))).tolist()
+    if flat[0]:
+        counts.insert(0, 0)
+    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": counts}
+
+
+def write_coco(path: Path, source: FrameSource, objects: Sequence[TrackedObject],
+               shapes: dict[int, list[Any]], size: tuple[int, int]) -> None:
+    labels = list(dict.fromkeys(o.label for o in objects))
+    data: dict[str, Any] = {
+        "info": {"description": f"SAM2 tracks of {source.path.name}"},
+        "categories": [{"id": i + 1, "name": name, "supercategory": ""} for i, name in enumerate(labels)],
+        "images": [], "annotations": [],
+    }
+    for frame in sorted(shapes):
+        data["images"].append({"id": frame + 1, "file_name": source.name(frame), "height": size[0],
+                               "width": size[1], "frame": frame})
+        for track_id, (obj, shape) in enumerate(zip(objects, shapes[frame], strict=True)):
+            if shape is None:
+                continue
+            mask = shape_mask(shape, size)
+            ys, xs = np.nonzero(mask)
+            if not xs.size:
+                continue
+            if shape["type"] == "polygon":
+                segmentation: Any = [list(shape["points"])]
+            elif shape["type"] == "rectangle":
+                x0, y0, x1, y1 = shape["points"]
+                segmentation = [[x0, y0, x1, y0, x1, y1, x0, y1]]
+            else:
+                segmentation = mask_to_coco_rle(mask)
+            data["annotations"].append({
+                "id": len(data["annotations"]) + 1, "image_id": frame + 1,
+                "category_id": labels.index(obj.label) + 1, "segmentation": segmentation,
+                "area": int(mask.sum()), "iscrowd": int(isinstance(segmentation, dict)),
+                "bbox": [int(xs.min()), int(ys.min()), int(np.ptp(xs) + 1), int(np.ptp(ys) + 1)],
+                "attributes": {"track_id": track_id, "keyframe": True, "occluded": False},
+            })
+    path.write_text(json.dumps(data))
+
+
+def write_overlay(path: Path, source: FrameSource, shapes: dict[int, list[Any]], fps: float) -> None:
+    """The tracked masks drawn over the frames: MP4 (OpenCV) or GIF (Pillow)."""
+    frames = sorted(shapes)
+    rendered = []
+    writer = None
+    for index, frame in source.frames(frames[0], frames[-1]):
+        canvas = frame.astype(np.float32)
+        for track_id, shape in enumerate(shapes[index]):
+            if shape is None:
+                continue
+            mask = shape_mask(shape, frame.shape[:2])
+            color = np.array(PALETTE[track_id % len(PALETTE)], np.float32)
+            canvas[mask] = canvas[mask] * 0.55 + color * 0.45
+        image = canvas.astype(np.uint8)
+        for track_id, shape in enumerate(shapes[index]):
+            if shape is not None:
+                contours, _ = cv2.findContours(shape_mask(shape, frame.shape[:2]).astype(np.uint8),
+                                               cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+                cv2.drawContours(image, contours, -1, PALETTE[track_id % len(PALETTE)], 2)
+        if path.suffix.lower() == ".gif":
+            rendered.append(Image.fromarray(image))
+            continue
+        if writer is None:
+            height, width = image.shape[:2]
+            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+        writer.write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    if writer is not None:
+        writer.release()
+    if rendered:
+        rendered[0].save(path, save_all=True, append_images=rendered[1:], duration=int(1000 / fps), loop=0)
+
+
+# ---- command line -----------------------------------------------------------------------------
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m track_video", description=__doc__.split("\n\n")[0])
+    parser.add_argument("source", type=Path, help="a video file (MP4...) or a folder of images")
+    parser.add_argument("--start", type=int, required=True, help="frame index of the given objects")
+    parser.add_argument("--target", type=int, required=True, help="frame index to track to (before or after)")
+    given = parser.add_argument_group("objects on the start frame (at least one)")
+    given.add_argument("--cvat-xml", type=Path, help="CVAT for images/video 1.1 export")
+    given.add_argument("--coco", type=Path, help="COCO instances JSON")
+    given.add_argument("--mask", type=Path, action="append", default=[], help="mask PNG (repeatable)")
+    given.add_argument("--polygon", action="append", default=[], help="x1,y1,x2,y2,... (repeatable)")
+    given.add_argument("--box", action="append", default=[], help="x0,y0,x1,y1 (repeatable)")
+    parser.add_argument("--xml", type=Path, help="write CVAT for video 1.1 XML (tracks)")
+    parser.add_argument("--coco-out", type=Path, help="write COCO instances JSON")
+    parser.add_argument("--overlay", type=Path, help="write the masks over the frames: .mp4 or .gif")
+    parser.add_argument("--fps", type=float, default=0, help="overlay frame rate (default: the video's)")
+    parser.add_argument("--url", help="a deployed function (or local_server) instead of SAM2 in this process")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser.parse_args(argv)
+
+
+def gather_objects(args: argparse.Namespace, source: FrameSource) -> list[TrackedObject]:
+    name = source.name(args.start)
+    objects: list[TrackedObject] = []
+    if args.cvat_xml:
+        objects += objects_from_cvat_xml(args.cvat_xml, args.start, name)
+    if args.coco:
+        objects += objects_from_coco(args.coco, name)
+    for path in args.mask:
+        objects += objects_from_mask_png(path)
+    for text in args.polygon:
+        objects.append(TrackedObject("object", {"type": "polygon", "points": _numbers(text, "--polygon")}))
+    for text in args.box:
+        objects.append(TrackedObject("object", {"type": "rectangle", "points": _numbers(text, "--box", 4)}))
+    if not objects:
+        raise CliError(f"no objects on the start frame {args.start} ({name}): give --cvat-xml, --coco, "
+                       "--mask, --polygon or --box")
+    return objects
+
+
+def run(args: argparse.Namespace) -> dict[int, list[Any]]:
+    source = FrameSource(args.source)
+    for which in ("start", "target"):
+        value = getattr(args, which)
+        if not 0 <= value < source.count:
+            raise CliError(f"--{which} {value} is outside the video's frames 0..{source.count - 1}")
+    objects = gather_objects(args, source)
+    function = RemoteFunction(args.url) if args.url else InProcessFunction()
+    shapes = track(function, source, args.start, args.target, objects, progress=not args.quiet)
+    size = next(source.frames(args.start, args.start))[1].shape[:2]
+    if args.xml:
+        write_cvat_xml(args.xml, source, objects, shapes, size)
+    if args.coco_out:
+        write_coco(args.coco_out, source, objects, shapes, size)
+    if args.overlay:
+        write_overlay(args.overlay, source, shapes, args.fps or getattr(source, "fps", 10.0))
+    return shapes
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        shapes = run(args)
+    except (CliError, ConfigError, ShapeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    lost = sum(shape is None for frame in shapes.values() for shape in frame)
+    print(f"tracked {len(next(iter(shapes.values())))} object(s) over {len(shapes)} frames "
+          f"({lost} absent object-frames)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
