@@ -78,6 +78,10 @@ class TrackerConfig:
     model_overrides: tuple[str, ...] = ()
     # Attention as chunked bf16 matmuls (fast_attention.py): auto = on for bf16 on the CPU.
     fast_attention: str = "auto"
+    # Objects at the same step tracked in one forward: auto = on with CUDA, where it saves a kernel
+    # launch per layer and object. On 2 CPU cores it is slower (bigger working set, same FLOPs), and
+    # one by one is the official predictor's order (fp32 bit-exact with it).
+    batch_objects: str = "auto"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> TrackerConfig:
@@ -93,6 +97,7 @@ class TrackerConfig:
             fill_hole_area=_integer(env, "SAM2_FILL_HOLE_AREA", 8),
             model_overrides=overrides,
             fast_attention=_choice(env, "SAM2_FAST_ATTENTION", "auto", ("auto", "on", "off")),
+            batch_objects=_choice(env, "SAM2_BATCH_OBJECTS", "auto", ("auto", "on", "off")),
         )
 
 

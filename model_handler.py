@@ -312,7 +312,7 @@ class Sam2Tracker:
     """Encode a frame once, start objects from masks, advance every object by one frame."""
 
     def __init__(self, model: torch.nn.Module, fingerprint: str, precision: str = "fp32",
-                 fill_hole_area: int = 0, fast_attention: bool = False):
+                 fill_hole_area: int = 0, fast_attention: bool = False, batch_objects: bool = False):
         if getattr(model, "memory_temporal_stride_for_eval", 1) != 1:
             raise ConfigError("SAM2_CONFIG: memory_temporal_stride_for_eval must be 1")
         self.model = model
@@ -324,6 +324,7 @@ class Sam2Tracker:
         self.keep_memories = model.num_maskmem - 1
         self.keep_ptrs = model.max_obj_ptrs_in_encoder - 1 if model.use_obj_ptrs_in_encoder else 0
         self.fast_attention = fast_attention
+        self.batch_objects = batch_objects
         if precision == "bf16":
             store_matmul_weights_in_bf16(model)
         if fast_attention:
@@ -342,10 +343,11 @@ class Sam2Tracker:
         fast = cfg.fast_attention == "on" or (
             cfg.fast_attention == "auto" and device.type == "cpu" and precision == "bf16")
         fingerprint = model_fingerprint(cfg)
-        logger.info("SAM2 %s on %s, %s%s, fingerprint %s", cfg.sam2_config, device, precision,
-                    " (chunked memory attention)" if fast else "", fingerprint[:12])
+        batch = cfg.batch_objects == "on" or (cfg.batch_objects == "auto" and device.type == "cuda")
+        logger.info("SAM2 %s on %s, %s, chunked attention %s, batched objects %s, fingerprint %s",
+                    cfg.sam2_config, device, precision, fast, batch, fingerprint[:12])
         return cls(model, fingerprint, precision=precision, fill_hole_area=cfg.fill_hole_area,
-                   fast_attention=fast)
+                   fast_attention=fast, batch_objects=batch)
 
     @contextlib.contextmanager
     def _inference(self) -> Iterator[None]:
@@ -395,8 +397,23 @@ class Sam2Tracker:
         """Track every object onto the next frame."""
         for state in states:
             self.check(state, frame.video_size)
+        results: list[Tracked | None] = [None] * len(states)
         with self._inference():
-            return [self._step_one(frame, state) for state in states]
+            for indices in self._batches(states):
+                stepped = self._step_batch(frame, [states[i] for i in indices])
+                for index, tracked in zip(indices, stepped, strict=True):
+                    results[index] = tracked
+        return results
+
+    def _batches(self, states: Sequence[ObjectState]) -> list[list[int]]:
+        """Objects stepped in one forward: those at the same step have memory banks of the same
+        layout. One object at a time when batching is off (the official predictor's order)."""
+        if not self.batch_objects:
+            return [[index] for index in range(len(states))]
+        groups: dict[int, list[int]] = {}
+        for index, state in enumerate(states):
+            groups.setdefault(state.step, []).append(index)
+        return list(groups.values())
 
     def check(self, state: ObjectState, video_size: tuple[int, int] | None = None) -> None:
         """Refuse a state made by another model, on another image size, or of the wrong shape."""
@@ -466,35 +483,43 @@ class Sam2Tracker:
         coords = coords * self.image_size
         return {"point_coords": coords.to(self.device), "point_labels": labels.to(self.device)}
 
-    def _step_one(self, frame: Frame, state: ObjectState) -> Tracked:
-        frame_idx = state.step + 1
+    def _step_batch(self, frame: Frame, states: Sequence[ObjectState]) -> list[Tracked]:
+        """One track_step for objects at the same step, batched as sam2 batches objects."""
+        batch = len(states)
         out = self.model.track_step(
-            frame_idx=frame_idx, is_init_cond_frame=False,
-            current_vision_feats=list(frame.vision_feats),
-            current_vision_pos_embeds=list(frame.vision_pos), feat_sizes=list(frame.feat_sizes),
-            point_inputs=None, mask_inputs=None, output_dict=self._memory_bank(state),
-            num_frames=LONG_VIDEO, track_in_reverse=False, run_mem_encoder=True,
+            frame_idx=states[0].step + 1, is_init_cond_frame=False,
+            current_vision_feats=[f.expand(-1, batch, -1) for f in frame.vision_feats],
+            current_vision_pos_embeds=[p.expand(-1, batch, -1) for p in frame.vision_pos],
+            feat_sizes=list(frame.feat_sizes), point_inputs=None, mask_inputs=None,
+            output_dict=self._memory_bank(states), num_frames=LONG_VIDEO, track_in_reverse=False,
+            run_mem_encoder=True,
         )
-        memory = out["maskmem_features"].to(torch.bfloat16)
-        new_state = state.advanced(memory, out["obj_ptr"])
+        memories = out["maskmem_features"].to(torch.bfloat16)
         low_res = fill_holes(out["pred_masks"], self.fill_hole_area)
-        return Tracked(new_state, self._result(low_res, out["object_score_logits"], frame.video_size))
+        return [
+            Tracked(state.advanced(memories[i:i + 1], out["obj_ptr"][i:i + 1]),
+                    self._result(low_res[i:i + 1], out["object_score_logits"][i:i + 1], frame.video_size))
+            for i, state in enumerate(states)
+        ]
 
-    def _memory_bank(self, state: ObjectState) -> dict[str, dict[int, dict]]:
-        """The predictor's per-object output dict, as it would be when tracking frame step+1."""
-        device = self.device
-        cond = {
-            "maskmem_features": state.cond_memory.to(device),
-            "maskmem_pos_enc": self._maskmem_pos_enc,
-            "obj_ptr": state.cond_ptr.to(device),
-        }
+    def _memory_bank(self, states: Sequence[ObjectState]) -> dict[str, dict[int, dict]]:
+        """The predictor's output dict for these objects (stacked on the batch dimension), as it
+        would be when tracking frame step+1. The objects must be at the same step."""
+        step, device, batch = states[0].step, self.device, len(states)
+
+        def stacked(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+            return torch.cat([t.to(device) for t in tensors]) if batch > 1 else tensors[0].to(device)
+
+        pos_enc = [p.expand(batch, -1, -1, -1) for p in self._maskmem_pos_enc]
+        cond = {"maskmem_features": stacked([s.cond_memory for s in states]), "maskmem_pos_enc": pos_enc,
+                "obj_ptr": stacked([s.cond_ptr for s in states])}
         non_cond: dict[int, dict] = {}
-        for age, ptr in enumerate(reversed(state.ptrs), start=1):
-            non_cond[state.step + 1 - age] = {"obj_ptr": ptr.to(device)}
-        for age, memory in enumerate(reversed(state.memories), start=1):
-            entry = non_cond.setdefault(state.step + 1 - age, {})
-            entry["maskmem_features"] = memory.to(device)
-            entry["maskmem_pos_enc"] = self._maskmem_pos_enc
+        for age in range(1, len(states[0].ptrs) + 1):
+            non_cond[step + 1 - age] = {"obj_ptr": stacked([s.ptrs[-age] for s in states])}
+        for age in range(1, len(states[0].memories) + 1):
+            entry = non_cond.setdefault(step + 1 - age, {})
+            entry["maskmem_features"] = stacked([s.memories[-age] for s in states])
+            entry["maskmem_pos_enc"] = pos_enc
         return {"cond_frame_outputs": {0: cond}, "non_cond_frame_outputs": non_cond}
 
     def _result(self, low_res: torch.Tensor, score: torch.Tensor,

@@ -186,6 +186,13 @@ class ChunkCache:
                 _, (_, evicted) = self._items.popitem(last=False)
                 self._size -= evicted
 
+    def discard(self, keys: Sequence[str]) -> None:
+        with self._lock:
+            for key in keys:
+                item = self._items.pop(key, None)
+                if item is not None:
+                    self._size -= item[1]
+
     def __len__(self) -> int:
         return len(self._items)
 
@@ -261,6 +268,7 @@ class RedisStateStore(StateStore):
              parents: Sequence[StoredState | None]) -> list[StoredState]:
         saved = []
         fresh: dict[str, dict[str, torch.Tensor]] = {}
+        gone: list[str] = []
         pipe = self.client.pipeline(transaction=False)
         for state, tag, parent in zip(states, tags, parents, strict=True):
             token = new_token()
@@ -282,10 +290,12 @@ class RedisStateStore(StateStore):
             if parent is not None and parent.lineage.parent is not None:
                 # The grandparent version and the memory only it still used: nothing can reach them
                 # once the parent is superseded too.
-                pipe.delete(self._head_key(parent.lineage.parent),
-                            *(self._memory_key(t) for t in parent.lineage.dropped))
+                dead = [self._memory_key(t) for t in parent.lineage.dropped]
+                pipe.delete(self._head_key(parent.lineage.parent), *dead)
+                gone.extend(dead)
             saved.append(stored)
         self._call(pipe.execute)
+        self.cache.discard(gone)
         for key, tensors in fresh.items():
             self.cache.put(key, {name: t.detach().to("cpu") for name, t in tensors.items()})
         return saved

@@ -16,29 +16,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from model_handler import ObjectState  # noqa: E402
 from state_store import RedisStateStore  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
-
-
-def real_size_state(seed: int) -> ObjectState:
-    generator = torch.Generator().manual_seed(seed)
-    return ObjectState(
-        cond_memory=torch.randn(1, 64, 64, 64, generator=generator).to(torch.bfloat16),
-        cond_ptr=torch.randn(1, 256, generator=generator), cond_score=torch.tensor([[10.0]]),
-        memories=(), ptrs=(), step=0, max_memories=6, max_ptrs=15, video_size=(480, 640),
-        fingerprint="f" * 64)
-
-
-def advance(state: ObjectState, seed: int) -> ObjectState:
-    generator = torch.Generator().manual_seed(seed)
-    memory = torch.randn(1, 64, 64, 64, generator=generator).to(torch.bfloat16)
-    return state.advanced(memory, torch.randn(1, 256, generator=generator))
+from tests.synthetic import random_object_state, random_step  # noqa: E402
 
 
 def used_memory(client) -> int:
@@ -51,14 +34,14 @@ def measure(objects: int, frames: int, ttl: int) -> dict:
         client = server.client()
         store = RedisStateStore(client)
         baseline = used_memory(client)
-        states = [real_size_state(seed) for seed in range(objects)]
+        states = [random_object_state(seed) for seed in range(objects)]
         stored = store.save(states, ["mask"] * objects, [None] * objects)
         state_bytes = len(states[0].to_bytes())
         peak = 0
         written = 0
         for frame in range(1, frames + 1):
             loaded = store.load([s.token for s in stored])
-            states = [advance(s.state, frame * 1000 + i) for i, s in enumerate(loaded)]
+            states = [random_step(s.state, frame * 1000 + i) for i, s in enumerate(loaded)]
             before = client.info("stats")["total_net_input_bytes"]
             stored = store.save(states, ["mask"] * objects, loaded)
             written += client.info("stats")["total_net_input_bytes"] - before
@@ -70,8 +53,8 @@ def measure(objects: int, frames: int, ttl: int) -> dict:
         # an abandoned session: started and stepped once with a short TTL, then left alone
         client.flushall()
         short = RedisStateStore(client, ttl_seconds=ttl)
-        abandoned = short.save([real_size_state(99)], ["mask"], [None])
-        short.save([advance(abandoned[0].state, 1)], ["mask"], abandoned)
+        abandoned = short.save([random_object_state(99)], ["mask"], [None])
+        short.save([random_step(abandoned[0].state, 1)], ["mask"], abandoned)
         left_before = len(client.keys("sam2-tracker:*"))
         time.sleep(ttl + 1.5)
         left_after = len(client.keys("sam2-tracker:*"))

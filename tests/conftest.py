@@ -33,11 +33,13 @@ def absent_checkpoint(tmp_path_factory) -> Path:
 
 
 def make_tracker(checkpoint: Path, precision: str = "fp32", overrides: tuple[str, ...] = SMALL,
-                 fill_hole_area: int = 0, fast_attention: str = "off") -> Sam2Tracker:
-    """The exact path by default (official attention kernel): what the fidelity tests compare."""
+                 fill_hole_area: int = 0, fast_attention: str = "off",
+                 batch_objects: str = "off") -> Sam2Tracker:
+    """The exact path by default (official attention kernel, one object at a time): what the fidelity
+    tests compare."""
     cfg = TrackerConfig(checkpoint=checkpoint, device="cpu", precision=precision,
                         fill_hole_area=fill_hole_area, model_overrides=overrides,
-                        fast_attention=fast_attention)
+                        fast_attention=fast_attention, batch_objects=batch_objects)
     return Sam2Tracker.from_config(cfg)
 
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from tests.conftest import SMALL
@@ -24,6 +27,18 @@ def function_env(checkpoint: Path, **extra: str) -> dict[str, str]:
         "SAM2_MODEL_OVERRIDES": " ".join(SMALL),
         **extra,
     }
+
+
+@contextlib.contextmanager
+def function_environment(checkpoint: Path, **extra: str):
+    """The process environment of a function started with `function_env` and no Redis (unless
+    `extra` names one); other SAM2_* and Redis settings of the test process are hidden."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in [n for n in os.environ if n.startswith(("SAM2_", "CVAT_FUNCTIONS_REDIS"))]:
+            patch.delenv(name)
+        for name, value in function_env(checkpoint, **extra).items():
+            patch.setenv(name, value)
+        yield
 
 
 def encode_image(frame: np.ndarray, fmt: str = "JPEG") -> bytes:

@@ -130,3 +130,23 @@ def write_jpeg_folder(frames: list[np.ndarray], folder: Path, quality: int = 95)
         Image.fromarray(frame).save(path, quality=quality)
         paths.append(path)
     return paths
+
+
+def random_object_state(seed: int = 0, side: int = 64, video_size: tuple[int, int] = (480, 640)):
+    """A started ObjectState with random tensors: `side` 64 is the real size at 1024 input. For
+    tests and benchmarks of the state stores, which need no model."""
+    from model_handler import ObjectState
+
+    generator = torch.Generator().manual_seed(seed)
+    return ObjectState(
+        cond_memory=torch.randn(1, 64, side, side, generator=generator).to(torch.bfloat16),
+        cond_ptr=torch.randn(1, 256, generator=generator), cond_score=torch.tensor([[10.0]]),
+        memories=(), ptrs=(), step=0, max_memories=6, max_ptrs=15, video_size=video_size,
+        fingerprint="f" * 64)
+
+
+def random_step(state, seed: int):
+    """`state` advanced by one frame of random memory (same size as its start memory)."""
+    generator = torch.Generator().manual_seed(1000 + seed)
+    memory = torch.randn(*state.cond_memory.shape, generator=generator).to(torch.bfloat16)
+    return state.advanced(memory, torch.randn(1, state.cond_ptr.shape[1], generator=generator))

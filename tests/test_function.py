@@ -9,7 +9,15 @@ import pytest
 from nuclio_sdk.test import Platform
 
 import main
-from tests.cvat_requests import FRAMES, b64, continue_body, encode_image, function_env, start_body
+from tests.cvat_requests import (
+    FRAMES,
+    b64,
+    continue_body,
+    encode_image,
+    function_env,
+    function_environment,
+    start_body,
+)
 from tests.redis_server import RedisServer
 
 
@@ -110,10 +118,7 @@ def test_log_line_has_stage_timings_but_no_image_or_tokens(function_with_redis, 
 @pytest.fixture(scope="module")
 def memory_platform(checkpoint):
     """One function instance with the in-process store, shared by the error tests."""
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in function_env(checkpoint).items():
-            patch.setenv(name, value)
-        patch.delenv("CVAT_FUNCTIONS_REDIS_HOST", raising=False)
+    with function_environment(checkpoint):
         platform = Platform()
         platform._get_handler_context(main.handler)  # runs init_context with this environment
     return platform

@@ -20,23 +20,17 @@ from state_store import (
     store_from_config,
 )
 from tests.redis_server import RedisServer
+from tests.synthetic import random_object_state, random_step
 
 TTL = 600
 
 
 def started_state(seed: int = 0) -> ObjectState:
-    generator = torch.Generator().manual_seed(seed)
-    return ObjectState(
-        cond_memory=torch.randn(1, 64, 8, 8, generator=generator).to(torch.bfloat16),
-        cond_ptr=torch.randn(1, 256, generator=generator), cond_score=torch.tensor([[10.0]]),
-        memories=(), ptrs=(), step=0, max_memories=6, max_ptrs=15, video_size=(240, 320),
-        fingerprint="f" * 64)
+    return random_object_state(seed, side=8, video_size=(240, 320))
 
 
 def stepped(state: ObjectState, seed: int) -> ObjectState:
-    generator = torch.Generator().manual_seed(1000 + seed)
-    memory = torch.randn(1, 64, 8, 8, generator=generator).to(torch.bfloat16)
-    return state.advanced(memory, torch.randn(1, 256, generator=generator))
+    return random_step(state, seed)
 
 
 def assert_same(a: ObjectState, b: ObjectState) -> None:
@@ -253,3 +247,12 @@ def test_chunk_cache_evicts_the_least_recently_used():
     assert cache.get("k1") is not None and cache.get("k2") is None
     cache.put("huge", {"t": torch.zeros(1000)})
     assert cache.get("huge") is None
+
+
+def test_the_local_cache_holds_only_live_chunks_of_a_long_session(redis_server):
+    store = RedisStateStore(redis_server.client(), TTL)
+    (current,) = store.save([started_state()], ["mask"], [None])
+    for step in range(1, 41):
+        (current,) = store.save([stepped(current.state, step)], ["mask"], [current])
+    # the start frame's memory and the 7 memory frames the current and previous versions use
+    assert len(store.cache) == 8

@@ -16,7 +16,7 @@ import track_video
 from config import TrackerConfig
 from model_handler import Sam2Tracker
 from shape_codecs import mask_to_polygon, mask_to_rle, rle_to_mask
-from tests.cvat_requests import function_env
+from tests.cvat_requests import function_env, function_environment
 from tests.synthetic import moving_objects_scene
 
 FRAMES = 5
@@ -39,10 +39,7 @@ def video(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def sam2_env(checkpoint):
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in function_env(checkpoint).items():
-            patch.setenv(name, value)
-        patch.delenv("CVAT_FUNCTIONS_REDIS_HOST", raising=False)
+    with function_environment(checkpoint):
         yield
 
 
