@@ -34,6 +34,7 @@ from PIL import Image
 from config import ConfigError
 from shape_codecs import ShapeError, mask_to_rle, polygon_to_mask, shape_to_mask
 
+REVERSE_BLOCK = 32  # video frames decoded at once when tracking backward
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
            (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (170, 110, 40)]
@@ -83,11 +84,14 @@ class FrameSource:
             for index in range(first, last + step, step):
                 yield index, np.asarray(Image.open(self.files[index]).convert("RGB"))
             return
-        low, high = min(first, last), max(first, last)
-        decoded = self._decode(low, high)
-        if step < 0:
-            decoded = list(decoded)[::-1]
-        yield from decoded
+        if step > 0:
+            yield from self._decode(first, last)
+            return
+        # Backward: decode blocks forward from a seek point, newest block first, so memory holds one
+        # block and not the whole range.
+        for block_end in range(first, last - 1, -REVERSE_BLOCK):
+            block_start = max(last, block_end - REVERSE_BLOCK + 1)
+            yield from reversed(list(self._decode(block_start, block_end)))
 
     def _decode(self, low: int, high: int) -> Iterator[tuple[int, np.ndarray]]:
         capture = cv2.VideoCapture(str(self.path))

@@ -146,6 +146,21 @@ def test_remote_run_equals_in_process(sam2_env, video, server_url, tmp_path):
     assert all(len(s["points"]) == 4 for s in here[2])
 
 
+def test_video_frames_come_in_either_direction(video, monkeypatch):
+    _, folder, mp4 = video
+    monkeypatch.setattr(track_video, "REVERSE_BLOCK", 2)  # several blocks on a 5-frame video
+    for path in (mp4, folder):
+        source = track_video.FrameSource(path)
+        assert source.count == FRAMES
+        forward = list(source.frames(0, FRAMES - 1))
+        backward = list(source.frames(FRAMES - 1, 0))
+        assert [i for i, _ in backward] == list(range(FRAMES - 1, -1, -1))
+        for (i, a), (j, b) in zip(forward, reversed(backward), strict=True):
+            assert i == j
+            np.testing.assert_array_equal(a, b)
+        assert [i for i, _ in source.frames(3, 1)] == [3, 2, 1]
+
+
 def test_coco_compressed_counts_decode_like_pycocotools():
     rng = np.random.default_rng(0)
     for _ in range(20):
