@@ -133,16 +133,20 @@ def test_planted_pickle_is_refused_and_never_executed(redis_server, tmp_path):
 
 def test_redis_down_is_store_unavailable_and_recovers(tmp_path):
     server = RedisServer(tmp_path).start()
-    store = store_from_config(StoreConfig(redis_host="127.0.0.1", redis_port=server.port, ttl_seconds=TTL))
-    (stored,) = store.save([started_state()], ["mask"], [None])
-    server.stop()
-    with pytest.raises(StoreUnavailable, match=f"Redis at 127.0.0.1:{server.port} is unavailable"):
-        store.load([stored.token])
-    with pytest.raises(StoreUnavailable):
-        store.save([started_state()], ["mask"], [None])
-    server.start()
-    (again,) = store.save([started_state()], ["mask"], [None])
-    assert_same(store.load([again.token])[0].state, started_state())
+    try:
+        cfg = StoreConfig(redis_host="127.0.0.1", redis_port=server.port, ttl_seconds=TTL)
+        store = store_from_config(cfg)
+        (stored,) = store.save([started_state()], ["mask"], [None])
+        server.stop()
+        with pytest.raises(StoreUnavailable, match=f"Redis at 127.0.0.1:{server.port} is unavailable"):
+            store.load([stored.token])
+        with pytest.raises(StoreUnavailable):
+            store.save([started_state()], ["mask"], [None])
+        server.start()
+        (again,) = store.save([started_state()], ["mask"], [None])
+        assert_same(store.load([again.token])[0].state, started_state())
+    finally:
+        server.stop()
 
 
 def test_password_protected_redis(tmp_path):
