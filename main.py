@@ -149,11 +149,8 @@ def load_states(app: App, tokens: list[str], indices: list[int],
     for index, stored in zip(indices, loaded, strict=True):
         try:
             app.tracker.check(stored.state, size)
-        except StateError as error:
-            message = str(error)
-            if "another SAM2 model" in message:
-                message += " (the function was redeployed with another model)"
-            raise bad_request(f"states[{index}]: {message}: {RERUN}") from None
+        except StateError as error:  # checked before the image is encoded, to fail fast
+            raise bad_request(f"states[{index}]: {error}: {RERUN}") from None
     return loaded
 
 

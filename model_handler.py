@@ -418,7 +418,8 @@ class Sam2Tracker:
     def check(self, state: ObjectState, video_size: tuple[int, int] | None = None) -> None:
         """Refuse a state made by another model, on another image size, or of the wrong shape."""
         if state.fingerprint != self.fingerprint:
-            raise StateError("the state was made by another SAM2 model or checkpoint")
+            raise StateError("the state was made by another SAM2 model or checkpoint (was the function "
+                             "redeployed with another model?)")
         if video_size is not None and tuple(state.video_size) != tuple(video_size):
             raise StateError(
                 f"the image is {video_size[1]}x{video_size[0]} but the object was started on a "

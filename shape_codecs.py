@@ -74,13 +74,16 @@ def mask_to_rle(mask: np.ndarray) -> list[int]:
         left, top, right, bottom = int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())
     else:
         left = top = right = bottom = 0
-    flat = mask[top:bottom + 1, left:right + 1].ravel().astype(np.int8)
-    changes = np.flatnonzero(np.diff(flat)) + 1
-    bounds = np.concatenate(([0], changes, [flat.size]))
-    runs = np.diff(bounds).tolist()
-    if flat[0]:
-        runs.insert(0, 0)
-    return [*runs, left, top, right, bottom]
+    return [*run_lengths(mask[top:bottom + 1, left:right + 1].ravel()), left, top, right, bottom]
+
+
+def run_lengths(flat: np.ndarray) -> list[int]:
+    """Alternating background/foreground run lengths of a flat bool array, starting with background
+    (a 0 run when the first value is set): CVAT's and COCO's uncompressed RLE."""
+    values = flat.astype(np.int8)
+    changes = np.flatnonzero(np.diff(values)) + 1
+    runs = np.diff(np.concatenate(([0], changes, [values.size]))).tolist()
+    return [0, *runs] if values.size and values[0] else runs
 
 
 def polygon_to_mask(points: Sequence[object], size: tuple[int, int]) -> np.ndarray:

@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image
 
 from config import ConfigError
-from shape_codecs import ShapeError, mask_to_rle, polygon_to_mask, shape_to_mask
+from shape_codecs import ShapeError, mask_to_rle, polygon_to_mask, run_lengths, shape_to_mask
 
 REVERSE_BLOCK = 32  # video frames decoded at once when tracking backward
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -363,11 +363,7 @@ def write_cvat_xml(path: Path, source: FrameSource, objects: Sequence[TrackedObj
 
 
 def mask_to_coco_rle(mask: np.ndarray) -> dict[str, Any]:
-    flat = mask.T.reshape(-1).astype(np.int8)  # column-major, as COCO counts
-    changes = np.flatnonzero(np.diff(flat)) + 1
-    counts = np.diff(np.concatenate(([0], changes, [flat.size]))).tolist()
-    if flat[0]:
-        counts.insert(0, 0)
+    counts = run_lengths(mask.T.reshape(-1))  # column-major, as COCO counts
     return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": counts}
 
 

@@ -12,13 +12,10 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +29,8 @@ from config import TrackerConfig  # noqa: E402
 from model_handler import Sam2Tracker  # noqa: E402
 from shape_codecs import mask_to_polygon, mask_to_rle, polygon_to_mask  # noqa: E402
 from tests.cvat_requests import continue_body, encode_image, function_env, start_body  # noqa: E402
-from tests.redis_server import RedisServer, free_port  # noqa: E402
+from tests.local_server_process import LocalServer, post  # noqa: E402
+from tests.redis_server import RedisServer  # noqa: E402
 from tests.synthetic import moving_objects_scene, write_checkpoint  # noqa: E402
 
 
@@ -60,14 +58,36 @@ def expected_answers(tracker: Sam2Tracker, images: list[bytes], shapes: list[dic
     return answers
 
 
-def post(url: str, body: dict) -> tuple[int, dict]:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=600) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+def _run_concurrently(url: str, inputs: list, expected: list, frames: int, report: dict) -> float:
+    """Every session in its own thread, frames in order; counts go into `report`. Returns seconds."""
+    lock = threading.Lock()
+
+    def run(index: int) -> None:
+        images, shapes = inputs[index]
+        status, body = post(url, start_body(images[0], shapes))
+        answered, mismatches, errors = int(status == 200), 0, int(status != 200)
+        for frame in range(1, frames):
+            if status != 200:
+                break
+            status, body = post(url, continue_body(images[frame], body["states"]))
+            if status != 200:
+                errors += 1
+                continue
+            answered += 1
+            points = [None if s is None else s["points"] for s in body["shapes"]]
+            mismatches += points != expected[index][frame - 1]
+        with lock:
+            report["frames_answered"] += answered
+            report["mismatches"] += mismatches
+            report["errors"] += errors
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(inputs))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return round(time.perf_counter() - started, 1)
 
 
 def run_sessions(checkpoint: Path, sessions: int, frames: int, workers: int, redis: bool) -> dict:
@@ -78,58 +98,13 @@ def run_sessions(checkpoint: Path, sessions: int, frames: int, workers: int, red
 
     work = Path(tempfile.mkdtemp(prefix="sam2-sessions-"))
     redis_server = RedisServer(work).start() if redis else None
-    server_env = {k: v for k, v in os.environ.items() if not k.startswith(("SAM2_", "CVAT_FUNCTIONS_REDIS"))}
-    server_env.update(env)
-    if redis_server:
-        server_env.update(redis_server.env())
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "local_server", "--port", str(port), "--workers",
-                                str(workers)], cwd=ROOT, env=server_env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/"
+    server_env = {**env, **(redis_server.env() if redis_server else {})}
     report = {"sessions": sessions, "frames": frames, "workers": workers, "redis": redis,
               "frames_answered": 0, "mismatches": 0, "errors": 0}
-    lock = threading.Lock()
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(url, timeout=1).read()
-                break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("local server did not start") from None
-                time.sleep(0.2)
-
-        def run(index: int) -> None:
-            images, shapes = inputs[index]
-            status, body = post(url, start_body(images[0], shapes))
-            answered, mismatches, errors = int(status == 200), 0, int(status != 200)
-            for frame in range(1, frames):
-                if status != 200:
-                    break
-                status, body = post(url, continue_body(images[frame], body["states"]))
-                if status != 200:
-                    errors += 1
-                    continue
-                answered += 1
-                points = [None if s is None else s["points"] for s in body["shapes"]]
-                mismatches += points != expected[index][frame - 1]
-            with lock:
-                report["frames_answered"] += answered
-                report["mismatches"] += mismatches
-                report["errors"] += errors
-
-        started = time.perf_counter()
-        threads = [threading.Thread(target=run, args=(i,)) for i in range(sessions)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        report["seconds"] = round(time.perf_counter() - started, 1)
+        with LocalServer(server_env, workers=workers) as server:
+            report["seconds"] = _run_concurrently(server.url, inputs, expected, frames, report)
     finally:
-        process.terminate()
-        process.wait(timeout=10)
         if redis_server:
             redis_server.stop()
     return report

@@ -107,32 +107,9 @@ def expected(checkpoint, images, start_shapes, scene) -> list[tuple[list, list]]
 @pytest.fixture(scope="session")
 def server_url(checkpoint, tmp_path_factory):
     """`python -m local_server` with two workers and the in-process store, as users run it."""
-    import os
-    import subprocess
-    import time
-    import urllib.request
-
     from tests.cvat_requests import function_env
-    from tests.redis_server import free_port
+    from tests.local_server_process import LocalServer
 
-    port = free_port()
     log = tmp_path_factory.mktemp("server") / "local_server.log"
-    env = {key: value for key, value in os.environ.items() if not key.startswith("CVAT_FUNCTIONS_REDIS")}
-    env.update(function_env(checkpoint))
-    output = open(log, "w")  # noqa: SIM115  (open while the server runs)
-    process = subprocess.Popen([sys.executable, "-m", "local_server", "--port", str(port), "--workers", "2"],
-                               cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"local server exited: {log.read_text()}")
-        try:
-            urllib.request.urlopen(url, timeout=1).read()
-            break
-        except OSError:
-            time.sleep(0.2)
-    yield url
-    process.terminate()
-    process.wait(timeout=10)
-    output.close()
+    with LocalServer(function_env(checkpoint), workers=2, log=log) as server:
+        yield server.url

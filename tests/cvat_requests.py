@@ -15,6 +15,8 @@ from PIL import Image
 
 from tests.conftest import SMALL
 
+# Environment variables the function reads; hidden from a function a test starts with its own.
+FUNCTION_SETTINGS = ("SAM2_", "CVAT_FUNCTIONS_REDIS")
 FRAMES = 7  # the start call and 6 continue calls of the shared session
 
 
@@ -34,11 +36,24 @@ def function_environment(checkpoint: Path, **extra: str):
     """The process environment of a function started with `function_env` and no Redis (unless
     `extra` names one); other SAM2_* and Redis settings of the test process are hidden."""
     with pytest.MonkeyPatch.context() as patch:
-        for name in [n for n in os.environ if n.startswith(("SAM2_", "CVAT_FUNCTIONS_REDIS"))]:
+        for name in [n for n in os.environ if n.startswith(FUNCTION_SETTINGS)]:
             patch.delenv(name)
         for name, value in function_env(checkpoint, **extra).items():
             patch.setenv(name, value)
         yield
+
+
+def function_instance(checkpoint: Path, **extra: str):
+    """A function instance (nuclio-sdk test platform) whose `init_context` ran in
+    `function_environment(checkpoint, **extra)`."""
+    from nuclio_sdk.test import Platform
+
+    import main
+
+    with function_environment(checkpoint, **extra):
+        platform = Platform()
+        platform._get_handler_context(main.handler)
+    return platform
 
 
 def encode_image(frame: np.ndarray, fmt: str = "JPEG") -> bytes:

@@ -15,7 +15,7 @@ from tests.cvat_requests import (
     continue_body,
     encode_image,
     function_env,
-    function_environment,
+    function_instance,
     start_body,
 )
 from tests.redis_server import RedisServer
@@ -118,10 +118,7 @@ def test_log_line_has_stage_timings_but_no_image_or_tokens(function_with_redis, 
 @pytest.fixture(scope="module")
 def memory_platform(checkpoint):
     """One function instance with the in-process store, shared by the error tests."""
-    with function_environment(checkpoint):
-        platform = Platform()
-        platform._get_handler_context(main.handler)  # runs init_context with this environment
-    return platform
+    return function_instance(checkpoint)
 
 
 def raw_call(platform: Platform, body, content_type=None) -> tuple[int, dict]:

@@ -7,15 +7,7 @@ import urllib.error
 import urllib.request
 
 from tests.cvat_requests import FRAMES, continue_body, start_body
-
-
-def post(url: str, payload: bytes, content_type: str = "application/json") -> tuple[int, dict]:
-    request = urllib.request.Request(url, data=payload, method="POST", headers={"Content-Type": content_type})
-    try:
-        with urllib.request.urlopen(request, timeout=120) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+from tests.local_server_process import post
 
 
 def test_health_check(server_url):
@@ -25,11 +17,11 @@ def test_health_check(server_url):
 
 
 def test_session_over_http_equals_the_tracker_core(server_url, images, start_shapes, expected):
-    status, body = post(server_url, json.dumps(start_body(images[0], start_shapes)).encode())
+    status, body = post(server_url, start_body(images[0], start_shapes))
     assert status == 200
     states = body["states"]
     for index in range(1, FRAMES):
-        status, body = post(server_url, json.dumps(continue_body(images[index], states)).encode())
+        status, body = post(server_url, continue_body(images[index], states))
         assert status == 200, body
         assert body["shapes"][0]["points"] == expected[index - 1][0]
         assert body["shapes"][1]["points"] == expected[index - 1][1]
@@ -39,5 +31,5 @@ def test_session_over_http_equals_the_tracker_core(server_url, images, start_sha
 def test_errors_over_http(server_url, images):
     assert post(server_url, b"{oops")[0] == 400
     assert post(server_url, b"{oops", content_type="text/plain")[0] == 400
-    status, body = post(server_url, json.dumps(continue_body(images[0], ["v1." + "B" * 22])).encode())
+    status, body = post(server_url, continue_body(images[0], ["v1." + "B" * 22]))
     assert status == 404 and "re-run the tracker" in body["error"]

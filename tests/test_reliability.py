@@ -5,11 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import subprocess
-import sys
 import threading
-import time
-import urllib.request
 
 import nuclio_sdk
 import pytest
@@ -17,24 +13,12 @@ from hypothesis import HealthCheck, given, settings
 from nuclio_sdk.test import Platform
 
 import main
-from tests.conftest import ROOT
-from tests.cvat_requests import FRAMES, b64, continue_body, function_env, start_body
-from tests.redis_server import RedisServer, free_port
+from tests.cvat_requests import FRAMES, b64, continue_body, function_env, function_instance, start_body
+from tests.local_server_process import LocalServer, post
+from tests.redis_server import RedisServer
 from tests.request_strategies import VALID_IMAGE, raw_bodies
 
 ANSWERS = {200, 400, 404, 413}
-
-
-def make_platform(env: dict[str, str]) -> Platform:
-    """A function instance initialised with exactly `env` for its settings."""
-    with pytest.MonkeyPatch.context() as patch:
-        for name in [n for n in os.environ if n.startswith(("SAM2_", "CVAT_FUNCTIONS_REDIS"))]:
-            patch.delenv(name)
-        for name, value in env.items():
-            patch.setenv(name, value)
-        platform = Platform()
-        platform._get_handler_context(main.handler)
-    return platform
 
 
 def call(platform: Platform, body, content_type="application/json") -> tuple[int, dict]:
@@ -52,7 +36,7 @@ def redis_server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def fuzzed(checkpoint):
-    return make_platform(function_env(checkpoint))
+    return function_instance(checkpoint)
 
 
 @settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "150")), deadline=None, derandomize=True,
@@ -82,8 +66,7 @@ def test_the_function_still_tracks_right_after_the_fuzzing(fuzzed, images, start
 
 def test_the_same_state_twice_gives_the_same_answer_and_both_continue(checkpoint, redis_server, images,
                                                                      start_shapes, expected):
-    env = {**function_env(checkpoint), **redis_server.env()}
-    replicas = [make_platform(env), make_platform(env)]
+    replicas = [function_instance(checkpoint, **redis_server.env()) for _ in range(2)]
     _, body = call(replicas[0], start_body(images[0], start_shapes))
     first = call(replicas[0], continue_body(images[1], body["states"]))
     retry = call(replicas[1], continue_body(images[1], body["states"]))  # a retry, on another replica
@@ -97,8 +80,7 @@ def test_the_same_state_twice_gives_the_same_answer_and_both_continue(checkpoint
 
 
 def test_racing_requests_on_the_same_state(checkpoint, redis_server, images, start_shapes, expected):
-    env = {**function_env(checkpoint), **redis_server.env()}
-    replicas = [make_platform(env), make_platform(env)]
+    replicas = [function_instance(checkpoint, **redis_server.env()) for _ in range(2)]
     _, body = call(replicas[0], start_body(images[0], start_shapes[:1]))
     answers = [None, None]
 
@@ -116,7 +98,7 @@ def test_racing_requests_on_the_same_state(checkpoint, redis_server, images, sta
 
 def test_planted_pickle_state_is_refused_and_never_executed(checkpoint, redis_server, images, start_shapes,
                                                            tmp_path):
-    platform = make_platform({**function_env(checkpoint), **redis_server.env()})
+    platform = function_instance(checkpoint, **redis_server.env())
     _, body = call(platform, start_body(images[0], start_shapes[:1]))
     marker = tmp_path / "executed"
 
@@ -133,8 +115,8 @@ def test_planted_pickle_state_is_refused_and_never_executed(checkpoint, redis_se
 
 
 def test_state_of_another_model_is_refused(checkpoint, absent_checkpoint, redis_server, images, start_shapes):
-    first = make_platform({**function_env(checkpoint), **redis_server.env()})
-    other = make_platform({**function_env(absent_checkpoint), **redis_server.env()})
+    first = function_instance(checkpoint, **redis_server.env())
+    other = function_instance(absent_checkpoint, **redis_server.env())
     _, body = call(first, start_body(images[0], start_shapes[:1]))
     status, answer = call(other, continue_body(images[1], body["states"]))
     assert status == 400
@@ -146,12 +128,12 @@ def test_password_redis_works_with_the_password_and_fails_clearly_without(checkp
                                                                          start_shapes, capsys):
     server = RedisServer(tmp_path, password="hunter2-secret").start()
     try:
-        good = make_platform({**function_env(checkpoint), **server.env()})
+        good = function_instance(checkpoint, **server.env())
         status, body = call(good, start_body(images[0], start_shapes[:1]))
         assert status == 200
         assert call(good, continue_body(images[1], body["states"]))[0] == 200
 
-        bad = make_platform({**function_env(checkpoint), **server.env(with_password=False)})
+        bad = function_instance(checkpoint, **server.env(with_password=False))
         status, answer = call(bad, start_body(images[0], start_shapes[:1]))
         assert status == 503
         assert "CVAT_FUNCTIONS_REDIS_PASSWORD" in answer["error"]
@@ -161,50 +143,17 @@ def test_password_redis_works_with_the_password_and_fails_clearly_without(checkp
     assert "hunter2-secret" not in output.out + output.err
 
 
-def _local_server(env: dict[str, str]) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("SAM2_", "CVAT_FUNCTIONS_REDIS"))}
-    full_env.update(env)
-    process = subprocess.Popen([sys.executable, "-m", "local_server", "--port", str(port), "--workers", "2"],
-                               cwd=ROOT, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return process, f"http://127.0.0.1:{port}/"
-
-
-def _wait(url: str, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "local server exited"
-        try:
-            urllib.request.urlopen(url, timeout=1).read()
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise TimeoutError(url)
-
-
-def post(url: str, body: dict) -> tuple[int, dict]:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=300) as response:
-        return response.status, json.loads(response.read())
-
-
 def test_two_processes_sharing_redis_give_the_output_of_one(checkpoint, redis_server, images, start_shapes,
                                                             expected):
-    servers = [_local_server({**function_env(checkpoint), **redis_server.env()}) for _ in range(2)]
-    try:
-        for process, url in servers:
-            _wait(url, process)
-        status, body = post(servers[0][1], start_body(images[0], start_shapes))
+    env = {**function_env(checkpoint), **redis_server.env()}
+    with LocalServer(env) as first, LocalServer(env) as second:
+        urls = [first.url, second.url]
+        status, body = post(urls[0], start_body(images[0], start_shapes))
         assert status == 200
         for index in range(1, FRAMES):
-            status, body = post(servers[index % 2][1], continue_body(images[index], body["states"]))
+            status, body = post(urls[index % 2], continue_body(images[index], body["states"]))
             assert status == 200
             assert [s["points"] for s in body["shapes"]] == list(expected[index - 1])
-    finally:
-        for process, _ in servers:
-            process.terminate()
-            process.wait(timeout=10)
 
 
 def test_concurrent_sessions_through_one_server_do_not_mix(checkpoint, scene):
@@ -217,9 +166,8 @@ def test_concurrent_sessions_through_one_server_do_not_mix(checkpoint, scene):
 
 
 def test_limits_are_enforced_with_a_sentence(checkpoint):
-    platform = make_platform({**function_env(checkpoint), "SAM2_MAX_OBJECTS": "2",
-                              "SAM2_MAX_IMAGE_PIXELS": "1000", "SAM2_MAX_REQUEST_BYTES": "20000",
-                              "SAM2_MAX_POLYGON_POINTS": "3"})
+    platform = function_instance(checkpoint, SAM2_MAX_OBJECTS="2", SAM2_MAX_IMAGE_PIXELS="1000",
+                                 SAM2_MAX_REQUEST_BYTES="20000", SAM2_MAX_POLYGON_POINTS="3")
     image = b64(VALID_IMAGE)
     polygon = {"type": "polygon", "points": [1, 1, 10, 1, 10, 10]}
     status, answer = call(platform, {"image": image, "shapes": [polygon] * 3})
