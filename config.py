@@ -79,8 +79,8 @@ class TrackerConfig:
     # Attention as chunked bf16 matmuls (fast_attention.py): auto = on for bf16 on the CPU.
     fast_attention: str = "auto"
     # Objects at the same step tracked in one forward: auto = on with CUDA, where it saves a kernel
-    # launch per layer and object. On 2 CPU cores it is slower (bigger working set, same FLOPs), and
-    # one by one is the official predictor's order (fp32 bit-exact with it).
+    # launch per layer and object. On the CPU it is slower (bigger working set, same FLOPs; see the
+    # README's performance section), and one by one is the official predictor's order (fp32 bit-exact).
     batch_objects: str = "auto"
 
     @classmethod
@@ -92,12 +92,12 @@ class TrackerConfig:
         return cls(
             sam2_config=sam2_config,
             checkpoint=Path(checkpoint) if checkpoint else default_checkpoint(sam2_config),
-            device=_choice(env, "SAM2_DEVICE", "auto", DEVICES),
-            precision=_choice(env, "SAM2_PRECISION", "auto", PRECISIONS),
-            fill_hole_area=_integer(env, "SAM2_FILL_HOLE_AREA", 8),
+            device=_choice(env, "SAM2_DEVICE", cls.device, DEVICES),
+            precision=_choice(env, "SAM2_PRECISION", cls.precision, PRECISIONS),
+            fill_hole_area=_integer(env, "SAM2_FILL_HOLE_AREA", cls.fill_hole_area),
             model_overrides=overrides,
-            fast_attention=_choice(env, "SAM2_FAST_ATTENTION", "auto", ("auto", "on", "off")),
-            batch_objects=_choice(env, "SAM2_BATCH_OBJECTS", "auto", ("auto", "on", "off")),
+            fast_attention=_choice(env, "SAM2_FAST_ATTENTION", cls.fast_attention, ("auto", "on", "off")),
+            batch_objects=_choice(env, "SAM2_BATCH_OBJECTS", cls.batch_objects, ("auto", "on", "off")),
         )
 
 
@@ -111,7 +111,7 @@ class ShapeConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ShapeConfig:
         env = os.environ if env is None else env
-        return cls(polygon_tolerance=_number(env, "SAM2_POLYGON_TOLERANCE", 1.0))
+        return cls(polygon_tolerance=_number(env, "SAM2_POLYGON_TOLERANCE", cls.polygon_tolerance))
 
 
 @dataclass(frozen=True)
@@ -132,11 +132,11 @@ class StoreConfig:
         env = os.environ if env is None else env
         return cls(
             redis_host=env.get("CVAT_FUNCTIONS_REDIS_HOST", "").strip() or None,
-            redis_port=_integer(env, "CVAT_FUNCTIONS_REDIS_PORT", 6379, minimum=1),
+            redis_port=_integer(env, "CVAT_FUNCTIONS_REDIS_PORT", cls.redis_port, minimum=1),
             redis_password=env.get("CVAT_FUNCTIONS_REDIS_PASSWORD") or None,
-            ttl_seconds=_integer(env, "SAM2_TRACKER_STATE_TTL", 28800, minimum=1),
-            key_prefix=env.get("SAM2_TRACKER_KEY_PREFIX", "").strip() or "sam2-tracker:",
-            cache_megabytes=_integer(env, "SAM2_STATE_CACHE_MB", 256),
+            ttl_seconds=_integer(env, "SAM2_TRACKER_STATE_TTL", cls.ttl_seconds, minimum=1),
+            key_prefix=env.get("SAM2_TRACKER_KEY_PREFIX", "").strip() or cls.key_prefix,
+            cache_megabytes=_integer(env, "SAM2_STATE_CACHE_MB", cls.cache_megabytes),
         )
 
 
@@ -148,6 +148,10 @@ class Limits:
     max_image_pixels: int = 40_000_000  # 8K UHD is 33.2 megapixels
     max_objects: int = 100
     max_polygon_points: int = 100_000  # vertices per polygon
+    # Seconds one call may take; a call estimated to take longer is refused before any model work.
+    # Under CVAT's CVAT_NUCLIO_DEFAULT_TIMEOUT (120 s by default), which also covers CVAT's own work and
+    # the transfers; 0 turns the check (and its start-up calibration) off.
+    call_budget_s: float = 100.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Limits:
@@ -156,8 +160,8 @@ class Limits:
             max_request_bytes=_integer(env, "SAM2_MAX_REQUEST_BYTES", cls.max_request_bytes, minimum=1),
             max_image_pixels=_integer(env, "SAM2_MAX_IMAGE_PIXELS", cls.max_image_pixels, minimum=1),
             max_objects=_integer(env, "SAM2_MAX_OBJECTS", cls.max_objects, minimum=1),
-            max_polygon_points=_integer(env, "SAM2_MAX_POLYGON_POINTS", cls.max_polygon_points,
-                                        minimum=3),
+            max_polygon_points=_integer(env, "SAM2_MAX_POLYGON_POINTS", cls.max_polygon_points, minimum=3),
+            call_budget_s=_number(env, "SAM2_CALL_BUDGET_S", cls.call_budget_s),
         )
 
 
@@ -173,5 +177,9 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        return cls(tracker=TrackerConfig.from_env(env), shapes=ShapeConfig.from_env(env),
-                   store=StoreConfig.from_env(env), limits=Limits.from_env(env))
+        return cls(
+            tracker=TrackerConfig.from_env(env),
+            shapes=ShapeConfig.from_env(env),
+            store=StoreConfig.from_env(env),
+            limits=Limits.from_env(env),
+        )

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One command per job on a fresh machine (Python >= 3.10 with venv; everything else is installed here):
 #   ./dev.sh test [pytest args]   set up .venv with the test tools and run the test suite
+#   ./dev.sh lint                 ruff check and ruff format --check (what CI checks)
 #   ./dev.sh serve                set up .venv, fetch the default checkpoint if absent, serve the
 #                                 function on http://127.0.0.1:${PORT:-8080}
 #   ./dev.sh setup [dev]          only set up .venv
@@ -68,10 +69,15 @@ case "$command" in
         ensure_redis_server
         exec "$VENV/bin/python" -m pytest "$@"
         ;;
+    lint)
+        setup dev
+        "$VENV/bin/ruff" check .
+        exec "$VENV/bin/ruff" format --check .
+        ;;
     serve)
         setup
         fetch_checkpoint
         exec "$VENV/bin/python" -m local_server "$@"
         ;;
-    *) echo "usage: $0 {test|serve|setup} [args]" >&2; exit 2 ;;
+    *) echo "usage: $0 {test|lint|serve|setup} [args]" >&2; exit 2 ;;
 esac

@@ -1,19 +1,19 @@
 """Attention for CPUs in bf16: SAM2's memory attention and the image encoder's global attention.
 
-SAM2's memory attention spends ~90% of a tracking step in cross-attention from the 4,096 image tokens
-to ~29k memory tokens (7 frames of 64x64 plus object pointers), 4 layers, one 256-wide head. PyTorch's
-CPU flash-attention kernel runs that at ~40% of the rate bf16 matrix multiplication reaches on the
-same cores (0.16 against 0.39 TFLOP/s on the 2-core CI machine): with a single wide head its tiles are
-small. Computing the attention in chunks of queries as two plain matmuls with a softmax between them
-keeps the GEMMs near their peak (scores for a chunk of 256 queries are 14 MB and stay in cache).
+Most of a tracking step is the memory attention's cross-attention from the 4,096 image tokens (at 1024
+input) to the ~29k memory tokens (7 frames of 64x64 plus object pointers), 4 layers, one 256-wide head.
+PyTorch's CPU flash-attention kernel runs that well below the rate that bf16 matrix multiplication
+reaches on the same cores: with a single wide head its tiles are small. Computing the attention in
+chunks of queries as two plain matmuls with a softmax between them keeps the GEMMs near their peak
+(the scores of a chunk of 256 queries stay in cache).
 
 The image encoder (Hiera) has the same problem in its global-attention blocks (4,096 tokens, 4 heads of
-96): 0.58 s of its 1.8 s per frame at 1024 input, 0.35 s chunked. Its windowed blocks attend over at most
-196 tokens and keep the flash kernel.
+96). Its windowed blocks attend over at most 196 tokens and keep the flash kernel.
 
 It rounds differently from the flash kernel (the scores and probabilities are rounded to bf16), so it
-is used only on the bf16 CPU path; fp32 keeps the official kernel and stays bit-exact. Its deviation from
-the official bf16 run is measured by tests/test_tracker_fidelity.py and reported in the README.
+is used only on the bf16 CPU path; fp32 keeps the official kernel and stays bit-exact. The speed-up and
+the deviation from the official bf16 run are measured by bench/bench_tracking.py and
+tests/test_tracker_fidelity.py; the figures are in the README.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ def chunked_attention(q: Tensor, k: Tensor, v: Tensor, chunk: int = QUERY_CHUNK)
     v = v.contiguous()
     out = torch.empty(*q.shape[:-1], v.shape[-1], dtype=v.dtype, device=v.device)
     for start in range(0, q.shape[-2], chunk):
-        scores = torch.matmul(q[..., start:start + chunk, :] * scale, keys)
-        out[..., start:start + chunk, :] = torch.matmul(torch.softmax(scores, dim=-1), v)
+        scores = torch.matmul(q[..., start : start + chunk, :] * scale, keys)
+        out[..., start : start + chunk, :] = torch.matmul(torch.softmax(scores, dim=-1), v)
     return out
 
 
@@ -55,8 +55,9 @@ class ChunkedRoPEAttention(RoPEAttention):
         if self.freqs_cis.shape[0] != q.shape[-2] or self.freqs_cis.device != q.device:
             self.freqs_cis = self.compute_cis(end_x=side, end_y=side).to(q.device)
         rope_keys = k.shape[-2] - num_k_exclude_rope
-        q, rotated = apply_rotary_enc(q, k[:, :, :rope_keys], freqs_cis=self.freqs_cis,
-                                      repeat_freqs_k=self.rope_k_repeat)
+        q, rotated = apply_rotary_enc(
+            q, k[:, :, :rope_keys], freqs_cis=self.freqs_cis, repeat_freqs_k=self.rope_k_repeat
+        )
         k = torch.cat([rotated, k[:, :, rope_keys:]], dim=-2)
         return self.out_proj(self._recombine_heads(chunked_attention(q, k, v)))
 

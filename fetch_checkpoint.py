@@ -1,6 +1,6 @@
 """Download the official SAM2 checkpoint that SAM2_CONFIG needs to SAM2_CHECKPOINT, when it is absent.
 
-    python -m fetch_checkpoint
+python -m fetch_checkpoint
 """
 
 from __future__ import annotations
@@ -19,8 +19,10 @@ def fetch(cfg: TrackerConfig) -> Path:
         return target
     url = checkpoint_url(cfg.sam2_config)
     if url is None:
-        raise ConfigError(f"no official checkpoint is known for SAM2_CONFIG={cfg.sam2_config}: "
-                          f"put one at {target} or set SAM2_CHECKPOINT")
+        raise ConfigError(
+            f"no official checkpoint is known for SAM2_CONFIG={cfg.sam2_config}: "
+            f"put one at {target} or set SAM2_CHECKPOINT"
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".part")
     print(f"downloading {url} -> {target}", file=sys.stderr, flush=True)
@@ -32,14 +34,19 @@ def fetch(cfg: TrackerConfig) -> Path:
                 out.write(block)
                 done += len(block)
                 if total:
-                    print(f"\r{done * 100 // total:3d}% of {total // 1_000_000} MB", end="",
-                          file=sys.stderr, flush=True)
+                    print(
+                        f"\r{done * 100 // total:3d}% of {total // 1_000_000} MB",
+                        end="",
+                        file=sys.stderr,
+                        flush=True,
+                    )
         print(file=sys.stderr)
     except (urllib.error.URLError, OSError) as error:
         partial.unlink(missing_ok=True)
         raise ConfigError(
             f"could not download {url} ({error}). Offline? Copy the file to {target} from a machine "
-            "with internet access, or set SAM2_CHECKPOINT to where it is") from None
+            "with internet access, or set SAM2_CHECKPOINT to where it is"
+        ) from None
     partial.replace(target)
     return target
 

@@ -29,8 +29,7 @@ log = logging.getLogger("sam2-tracker.local")
 def make_context() -> nuclio_sdk.Context:
     logger = nuclio_sdk.Logger(logging.INFO, "sam2-tracker")
     logger.set_handler("default", sys.stderr, nuclio_sdk.logger.HumanReadableFormatter())
-    context = nuclio_sdk.Context(logger=logger, worker_id=0,
-                                 trigger=nuclio_sdk.TriggerInfo("http", "local"))
+    context = nuclio_sdk.Context(logger=logger, worker_id=0, trigger=nuclio_sdk.TriggerInfo("http", "local"))
     main.init_context(context)
     return context
 
@@ -43,8 +42,15 @@ def event_from_http(body: bytes, headers: dict[str, str], method: str, path: str
             parsed = json.loads(body)
         except ValueError:
             parsed = body
-    return nuclio_sdk.Event(body=parsed, content_type=content_type, headers=headers, method=method,
-                            path=path, size=len(body), trigger=nuclio_sdk.TriggerInfo("http", "local"))
+    return nuclio_sdk.Event(
+        body=parsed,
+        content_type=content_type,
+        headers=headers,
+        method=method,
+        path=path,
+        size=len(body),
+        trigger=nuclio_sdk.TriggerInfo("http", "local"),
+    )
 
 
 class FunctionServer(ThreadingHTTPServer):
@@ -63,10 +69,19 @@ class RequestHandler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         app = self.server.context.user_data.app
-        self._reply(200, "application/json", json.dumps({
-            "name": "Segment Anything 2: Tracker", "ready": True, "store": app.store.describe(),
-            "device": str(app.tracker.device), "precision": app.tracker.precision,
-        }).encode())
+        self._reply(
+            200,
+            "application/json",
+            json.dumps(
+                {
+                    "name": "Segment Anything 2: Tracker",
+                    "ready": True,
+                    "store": app.store.describe(),
+                    "device": str(app.tracker.device),
+                    "precision": app.tracker.precision,
+                }
+            ).encode(),
+        )
 
     def do_POST(self) -> None:
         length = self.headers.get("Content-Length")
@@ -74,8 +89,10 @@ class RequestHandler(BaseHTTPRequestHandler):
             self._error(HTTPStatus.LENGTH_REQUIRED, "send the request with a Content-Length")
             return
         if int(length) > self.server.limits.max_request_bytes:
-            self._error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                        f"the request is {length} bytes; the limit is {self.server.limits.max_request_bytes}")
+            self._error(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                f"the request is {length} bytes; the limit is {self.server.limits.max_request_bytes}",
+            )
             return
         body = self.rfile.read(int(length))
         event = event_from_http(body, dict(self.headers), "POST", self.path)

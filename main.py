@@ -11,6 +11,7 @@ import json
 import logging
 import time
 import traceback
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,23 +19,26 @@ from typing import Any
 
 from PIL import Image
 
+from call_budget import CallBudget, calibrate
 from config import Settings
-from model_handler import InputError, Sam2Tracker, StateError
+from images import decode_image
+from model_handler import InputError, Prompt, Sam2Tracker
+from object_state import ObjectState, StateError
 from protocol import (
     RERUN,
     RequestError,
     TrackRequest,
     bad_request,
-    decode_image,
     parse_body,
     parse_request,
     response_shape,
     shape_type_of,
 )
 from shape_codecs import ShapeError, mask_to_points, shape_to_prompt
-from state_store import StateStore, StoredState, StoreUnavailable, UnknownState, store_from_config
+from state_store import StateStore, StoredObject, StoreUnavailable, UnknownState, Update, store_from_config
 
 logger = logging.getLogger("sam2-tracker")
+MAX_LOGGED_ERROR = 400  # characters of an error sentence in the log line
 
 
 @dataclass
@@ -42,6 +46,7 @@ class App:
     settings: Settings
     tracker: Sam2Tracker
     store: StateStore
+    budget: CallBudget | None = None  # None: no limit on a call's duration
 
 
 @dataclass
@@ -62,14 +67,31 @@ class Timings:
 def create_app(settings: Settings | None = None, store: StateStore | None = None) -> App:
     settings = settings or Settings.from_env()
     tracker = Sam2Tracker.from_config(settings.tracker)
-    return App(settings, tracker, store or store_from_config(settings.store))
+    budget_s = settings.limits.call_budget_s
+    budget = calibrate(tracker, budget_s) if budget_s > 0 else None
+    return App(settings, tracker, store or store_from_config(settings.store), budget)
 
 
 def init_context(context) -> None:
-    context.user_data.app = create_app()
-    context.logger.info_with("SAM2 tracker ready", store=context.user_data.app.store.describe(),
-                             device=str(context.user_data.app.tracker.device),
-                             precision=context.user_data.app.tracker.precision)
+    began = time.perf_counter()
+    app = create_app()
+    context.user_data.app = app
+    budget = {}
+    if app.budget is not None:
+        budget = {
+            "call_budget_s": app.budget.budget_s,
+            "per_frame_s": round(app.budget.per_frame_s, 3),
+            "per_object_s": round(app.budget.per_object_s, 3),
+            "objects_per_call": app.budget.estimate(0).fitting_objects,
+        }
+    context.logger.info_with(
+        "SAM2 tracker ready",
+        store=app.store.describe(),
+        device=str(app.tracker.device),
+        precision=app.tracker.precision,
+        init_s=round(time.perf_counter() - began, 1),
+        **budget,
+    )
 
 
 def handler(context, event):
@@ -79,9 +101,13 @@ def handler(context, event):
     with timings.stage("total"):
         status, body = serve(app, event.body, timings, info)
     fields = {f"{name}_ms": round(ms, 1) for name, ms in timings.stages.items()}
+    if status != 200:
+        # CVAT shows the user only the status: this line is where an admin reads why
+        info["error"] = body["error"][:MAX_LOGGED_ERROR]
     context.logger.info_with("track", status=status, **info, **fields)
-    return context.Response(body=json.dumps(body), headers={}, content_type="application/json",
-                            status_code=status)
+    return context.Response(
+        body=json.dumps(body), headers={}, content_type="application/json", status_code=status
+    )
 
 
 def serve(app: App, body: Any, timings: Timings, info: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -89,9 +115,11 @@ def serve(app: App, body: Any, timings: Timings, info: dict[str, Any]) -> tuple[
     try:
         with timings.stage("decode"):
             request = parse_request(parse_body(body, app.settings.limits), app.settings.limits)
-            image = decode_image(request.image, app.settings.limits)
-        info.update(objects=len(request.objects), image=f"{image.width}x{image.height}")
-        return 200, track(app, request, image, timings)
+            info.update(objects=len(request.objects), object_types=describe_objects(request))
+            check_budget(app, len(request.objects))
+            decoded = decode_image(request.image, app.settings.limits)
+        info.update(image=decoded.describe())
+        return 200, track(app, request, decoded.picture, timings)
     except RequestError as error:
         return error.status, {"error": error.message}
     except Exception:  # a bug, not bad input: keep the details in the log, not in the answer
@@ -99,71 +127,114 @@ def serve(app: App, body: Any, timings: Timings, info: dict[str, Any]) -> tuple[
         return 500, {"error": "internal error in the SAM2 tracker; the function's log has the details"}
 
 
+def describe_objects(request: TrackRequest) -> str:
+    """The request's objects by kind, e.g. "mask:1 polygon:2 state:3", for the log line."""
+    kinds = Counter("state" if obj.token is not None else obj.shape.answer_form for obj in request.objects)
+    return " ".join(f"{kind}:{count}" for kind, count in sorted(kinds.items()))
+
+
+def check_budget(app: App, objects: int) -> None:
+    if app.budget is not None and not app.budget.fits(objects):
+        raise RequestError(413, app.budget.refusal(objects))
+
+
+def observe_costs(app: App, plans: list[ObjectPlan], timings: Timings) -> None:
+    """Refine the cost estimates with a served call: the per-object cost only from calls where every
+    object continued with a full memory bank (the most an object costs)."""
+    if app.budget is None or not plans:
+        return
+    stages = timings.stages
+    per_frame = (stages.get("decode", 0) + stages.get("load", 0) + stages.get("encode", 0)) / 1000
+    per_object = None
+    if all(plan.stored is not None and plan.stored.state.step >= app.tracker.keep_memories for plan in plans):
+        objects_ms = stages.get("track", 0) + stages.get("store", 0) + stages.get("shapes", 0)
+        per_object = objects_ms / 1000 / len(plans)
+    app.budget.observe(per_frame, per_object)
+
+
+@dataclass(frozen=True)
+class ObjectPlan:
+    """What this call does with one object of the request: start it from a prompt, or continue it
+    from its stored state; and the form its answers take."""
+
+    index: int
+    answer_form: str
+    prompt: Prompt | None = None  # starts on this frame
+    echo: Any = None  # the shape as sent, answered back on the start frame
+    stored: StoredObject | None = None  # or continues from this state
+
+    @property
+    def source(self) -> Prompt | ObjectState:
+        return self.stored.state if self.stored is not None else self.prompt
+
+
 def track(app: App, request: TrackRequest, image: Image.Image, timings: Timings) -> dict[str, Any]:
     size = (image.height, image.width)
-    continuing = [i for i, obj in enumerate(request.objects) if obj.token is not None]
-    starting = [i for i, obj in enumerate(request.objects) if obj.shape is not None]
-
     with timings.stage("load"):
-        parents = load_states(app, [request.objects[i].token for i in continuing], continuing, size)
-    prompts = start_prompts(request, starting, size)
-
+        plans = plan_objects(app, request, size)
     with timings.stage("encode"):
         frame = app.tracker.encode(image)
     with timings.stage("track"):
         try:
-            started = app.tracker.start(frame, prompts)
-            stepped = app.tracker.step(frame, [parent.state for parent in parents])
-        except (StateError, InputError) as error:
+            tracked = app.tracker.track(frame, [plan.source for plan in plans])
+        except InputError as error:
             raise bad_request(str(error)) from None
-
-    tags = [request.objects[i].shape.tag for i in starting] + [p.tag for p in parents]
+    updates = [Update(t.state, plan.answer_form, plan.stored) for plan, t in zip(plans, tracked, strict=True)]
     with timings.stage("store"):
-        saved = store_call(app, lambda: app.store.save(
-            [t.state for t in started + stepped], tags, [None] * len(started) + parents))
-
+        saved = store_call(app, lambda: app.store.save(updates))
     with timings.stage("shapes"):
-        shapes: list[Any] = [None] * len(request.objects)
-        states: list[Any] = [None] * len(request.objects)
-        for index, stored in zip(starting + continuing, saved, strict=True):
-            states[index] = stored.token
-        for index in starting:
-            shapes[index] = request.objects[index].shape.sent
         tolerance = app.settings.shapes.polygon_tolerance
-        for index, parent, tracked in zip(continuing, parents, stepped, strict=True):
-            points = mask_to_points(tracked.result.mask, shape_type_of(parent.tag), tolerance)
-            shapes[index] = response_shape(parent.tag, points)
-    return {"shapes": shapes, "states": states}
+        shapes = [
+            answer_shape(plan, t.result.mask, tolerance) for plan, t in zip(plans, tracked, strict=True)
+        ]
+    observe_costs(app, plans, timings)
+    return {"shapes": shapes, "states": [stored.token for stored in saved]}
 
 
-def load_states(app: App, tokens: list[str], indices: list[int],
-                size: tuple[int, int]) -> list[StoredState]:
-    if not tokens:
+def plan_objects(app: App, request: TrackRequest, size: tuple[int, int]) -> list[ObjectPlan]:
+    """One plan per object, in request order; every state is loaded and checked against the model and
+    the image before any model work, and every shape becomes its prompt."""
+    continuing = [(i, obj.token) for i, obj in enumerate(request.objects) if obj.token is not None]
+    loaded = dict(zip((i for i, _ in continuing), load_states(app, continuing, size), strict=True))
+    plans = []
+    for index, obj in enumerate(request.objects):
+        if index in loaded:
+            stored = loaded[index]
+            plans.append(ObjectPlan(index, stored.answer_form, stored=stored))
+            continue
+        shape = obj.shape
+        try:
+            prompt = shape_to_prompt(shape.type, shape.points, size)
+        except ShapeError as error:
+            raise bad_request(f"shapes[{index}]: {error}") from None
+        plans.append(ObjectPlan(index, shape.answer_form, prompt=prompt, echo=shape.sent))
+    return plans
+
+
+def load_states(app: App, continuing: list[tuple[int, str]], size: tuple[int, int]) -> list[StoredObject]:
+    if not continuing:
         return []
     try:
-        loaded = store_call(app, lambda: app.store.load(tokens))
+        loaded = store_call(app, lambda: app.store.load([token for _, token in continuing]))
     except UnknownState:
         raise RequestError(404, f"the tracking state is unknown or has expired: {RERUN}") from None
     except StateError as error:
         raise bad_request(f"the tracking state is corrupt ({error}): {RERUN}") from None
-    for index, stored in zip(indices, loaded, strict=True):
+    for (index, _), stored in zip(continuing, loaded, strict=True):
         try:
             app.tracker.check(stored.state, size)
-        except StateError as error:  # checked before the image is encoded, to fail fast
+        except StateError as error:
             raise bad_request(f"states[{index}]: {error}: {RERUN}") from None
     return loaded
 
 
-def start_prompts(request: TrackRequest, indices: list[int], size: tuple[int, int]) -> list:
-    """SAM2 prompts for the objects that start on this frame: a box for a rectangle, else a mask."""
-    prompts = []
-    for index in indices:
-        shape = request.objects[index].shape
-        try:
-            prompts.append(shape_to_prompt(shape.type, shape.points, size))
-        except ShapeError as error:
-            raise bad_request(f"shapes[{index}]: {error}") from None
-    return prompts
+def answer_shape(plan: ObjectPlan, mask, tolerance: float) -> Any:
+    """The shape answered for an object: on its start frame the shape as sent, later the tracked mask
+    in the object's answer form (None when SAM2 says it is absent)."""
+    if plan.stored is None:
+        return plan.echo
+    points = mask_to_points(mask, shape_type_of(plan.answer_form), tolerance)
+    return response_shape(plan.answer_form, points)
 
 
 def store_call(app: App, action):

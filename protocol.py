@@ -10,25 +10,16 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
 import json
 import re
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from PIL import Image
-
 from config import Limits
 from shape_codecs import SHAPE_TYPES
-from state_store import is_token
+from tokens import is_token
 
-# Formats a CVAT frame can arrive in (the uploaded file for image tasks, PNG for video frames).
-# Pillow's other plugins are not offered to untrusted bytes.
-Image.init()
-IMAGE_FORMATS = tuple(
-    f for f in ("JPEG", "PNG", "MPO", "BMP", "TIFF", "WEBP", "GIF", "PPM") if f in Image.OPEN)
 RERUN = "re-run the tracker from the current frame"
 _DATA_URL = re.compile(r"^data:[\w/+.-]*;base64,")
 
@@ -57,8 +48,9 @@ class ShapeRequest:
     bare: bool = False  # a legacy ``[xtl, ytl, xbr, ybr]``, answered in the same form
 
     @property
-    def tag(self) -> str:
-        """How the object's answers are shaped, kept with its state."""
+    def answer_form(self) -> str:
+        """How the object's answers are shaped (its shape type, or a bare rectangle), kept with its
+        state."""
         return BARE_RECTANGLE if self.bare else self.type
 
 
@@ -79,8 +71,11 @@ def parse_body(body: Any, limits: Limits) -> dict[str, Any]:
     if isinstance(body, bytes | bytearray | memoryview | str):
         raw = body.encode() if isinstance(body, str) else bytes(body)
         if len(raw) > limits.max_request_bytes:
-            raise RequestError(413, f"the request is {len(raw)} bytes; the limit is "
-                               f"{limits.max_request_bytes} (SAM2_MAX_REQUEST_BYTES)")
+            raise RequestError(
+                413,
+                f"the request is {len(raw)} bytes; the limit is "
+                f"{limits.max_request_bytes} (SAM2_MAX_REQUEST_BYTES)",
+            )
         if not raw.strip():
             raise bad_request("the request body is empty: send a JSON object with image, shapes and states")
         try:
@@ -99,12 +94,15 @@ def parse_request(payload: dict[str, Any], limits: Limits) -> TrackRequest:
     shapes = _list_or_empty(payload, "shapes")
     states = _list_or_empty(payload, "states")
     if states and shapes and len(shapes) != len(states):
-        raise bad_request(f"shapes has {len(shapes)} items but states has {len(states)}: send the states "
-                          "returned by the last call, in the same order")
+        raise bad_request(
+            f"shapes has {len(shapes)} items but states has {len(states)}: send the states "
+            "returned by the last call, in the same order"
+        )
     count = max(len(shapes), len(states))
     if count > limits.max_objects:
-        raise bad_request(f"{count} objects in one call; the limit is {limits.max_objects} "
-                          "(SAM2_MAX_OBJECTS)")
+        raise bad_request(
+            f"{count} objects in one call; the limit is {limits.max_objects} (SAM2_MAX_OBJECTS)"
+        )
     objects = []
     for index in range(count):
         state = states[index] if index < len(states) else None
@@ -133,8 +131,11 @@ def _image_bytes(value: Any, limits: Limits) -> bytes:
     if not isinstance(value, str) or not value:
         raise bad_request("image is missing: it must be the base64 of a JPEG or PNG file")
     if len(value) > limits.max_request_bytes:
-        raise RequestError(413, f"the image is {len(value)} bytes of base64; the limit is "
-                           f"{limits.max_request_bytes} (SAM2_MAX_REQUEST_BYTES)")
+        raise RequestError(
+            413,
+            f"the image is {len(value)} bytes of base64; the limit is "
+            f"{limits.max_request_bytes} (SAM2_MAX_REQUEST_BYTES)",
+        )
     try:
         data = base64.b64decode(_DATA_URL.sub("", value, count=1), validate=True)
     except (binascii.Error, ValueError):
@@ -153,45 +154,25 @@ def _shape(index: int, shape: Any, limits: Limits) -> ShapeRequest:
         raise bad_request(f"{where} must be an object with type and points")
     shape_type, points = shape.get("type"), shape.get("points")
     if shape_type not in SHAPE_TYPES:
-        raise bad_request(f"{where} has type {shape_type!r}; this tracker supports "
-                          f"{', '.join(SHAPE_TYPES)}")
+        raise bad_request(f"{where} has type {shape_type!r}; this tracker supports {', '.join(SHAPE_TYPES)}")
     if not isinstance(points, list):
         raise bad_request(f"{where}.points must be a list of numbers")
     if shape_type == "polygon" and len(points) > 2 * limits.max_polygon_points:
-        raise bad_request(f"{where} has {len(points) // 2} vertices; the limit is "
-                          f"{limits.max_polygon_points} (SAM2_MAX_POLYGON_POINTS)")
+        raise bad_request(
+            f"{where} has {len(points) // 2} vertices; the limit is "
+            f"{limits.max_polygon_points} (SAM2_MAX_POLYGON_POINTS)"
+        )
     return ShapeRequest(type=shape_type, points=points, sent=shape)
 
 
-def decode_image(data: bytes, limits: Limits) -> Image.Image:
-    """The RGB image, refusing files that are not images or that declare too many pixels."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
-            width, height = image.size
-            if width * height > limits.max_image_pixels:
-                raise bad_request(f"the image is {width}x{height} ({width * height} pixels); the limit is "
-                                  f"{limits.max_image_pixels} pixels (SAM2_MAX_IMAGE_PIXELS)")
-            if width < 1 or height < 1:
-                raise bad_request(f"the image is {width}x{height}: it has no pixels")
-            image.load()
-            return image.convert("RGB")
-    except RequestError:
-        raise
-    except (OSError, SyntaxError, ValueError, TypeError, EOFError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning, MemoryError) as error:
-        raise bad_request(f"image could not be decoded: send a JPEG or PNG file ({error})") from None
-
-
-def response_shape(tag: str, points: Sequence[float] | None) -> dict[str, Any] | list[float] | None:
+def response_shape(answer_form: str, points: Sequence[float] | None) -> dict[str, Any] | list[float] | None:
     """A tracked shape as CVAT expects it back: typed, or a bare box for a legacy rectangle."""
     if points is None:
         return None
-    if tag == BARE_RECTANGLE:
+    if answer_form == BARE_RECTANGLE:
         return list(points)
-    return {"type": tag, "points": list(points)}
+    return {"type": answer_form, "points": list(points)}
 
 
-def shape_type_of(tag: str) -> str:
-    return "rectangle" if tag == BARE_RECTANGLE else tag
+def shape_type_of(answer_form: str) -> str:
+    return "rectangle" if answer_form == BARE_RECTANGLE else answer_form

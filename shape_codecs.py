@@ -52,18 +52,20 @@ def rle_to_mask(points: Sequence[object], size: tuple[int, int]) -> np.ndarray:
         raise ShapeError("a mask needs run lengths followed by [left, top, right, bottom]")
     *runs, left, top, right, bottom = _integers(points, "mask points")
     if not (0 <= left <= right < width and 0 <= top <= bottom < height):
-        raise ShapeError(f"the mask box [{left}, {top}, {right}, {bottom}] is not inside the "
-                         f"{width}x{height} image")
+        raise ShapeError(
+            f"the mask box [{left}, {top}, {right}, {bottom}] is not inside the {width}x{height} image"
+        )
     box_height, box_width = bottom - top + 1, right - left + 1
     if any(run < 0 for run in runs):
         raise ShapeError("mask run lengths must not be negative")
     if sum(runs) != box_height * box_width:
-        raise ShapeError(f"mask run lengths add up to {sum(runs)} pixels but the box has "
-                         f"{box_height * box_width}")
+        raise ShapeError(
+            f"mask run lengths add up to {sum(runs)} pixels but the box has {box_height * box_width}"
+        )
     values = np.arange(len(runs)) % 2 == 1
     crop = np.repeat(values, runs).reshape(box_height, box_width)
     mask = np.zeros((height, width), dtype=bool)
-    mask[top:bottom + 1, left:right + 1] = crop
+    mask[top : bottom + 1, left : right + 1] = crop
     return mask
 
 
@@ -74,7 +76,7 @@ def mask_to_rle(mask: np.ndarray) -> list[int]:
         left, top, right, bottom = int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())
     else:
         left = top = right = bottom = 0
-    return [*run_lengths(mask[top:bottom + 1, left:right + 1].ravel()), left, top, right, bottom]
+    return [*run_lengths(mask[top : bottom + 1, left : right + 1].ravel()), left, top, right, bottom]
 
 
 def run_lengths(flat: np.ndarray) -> list[int]:
@@ -117,21 +119,41 @@ def mask_to_polygon(mask: np.ndarray, tolerance: float = 1.0) -> list[float] | N
     return [float(v) for v in largest.reshape(-1)]
 
 
-def rectangle_to_box(points: Sequence[object], size: tuple[int, int]) -> tuple[float, float, float, float]:
-    """Check a rectangle ``[xtl, ytl, xbr, ybr]``: finite, not empty, and overlapping the image."""
+def _rectangle_numbers(points: Sequence[object]) -> tuple[float, float, float, float]:
     if len(points) != 4:
         raise ShapeError("a rectangle needs 4 numbers: [xtl, ytl, xbr, ybr]")
     if not all(not isinstance(v, bool) and isinstance(v, int | float) and math.isfinite(v) for v in points):
         raise ShapeError("rectangle points must be finite numbers")
     x0, y0, x1, y1 = (float(v) for v in points)
+    return x0, y0, x1, y1
+
+
+def rectangle_to_box(points: Sequence[object], size: tuple[int, int]) -> tuple[float, float, float, float]:
+    """Check a rectangle ``[xtl, ytl, xbr, ybr]``: finite, not empty, and overlapping the image."""
+    x0, y0, x1, y1 = _rectangle_numbers(points)
     height, width = size
     if not (x0 < x1 and y0 < y1):
-        raise ShapeError(f"the rectangle [{x0:g}, {y0:g}, {x1:g}, {y1:g}] is empty: it needs xtl < xbr "
-                         "and ytl < ybr")
+        raise ShapeError(
+            f"the rectangle [{x0:g}, {y0:g}, {x1:g}, {y1:g}] is empty: it needs xtl < xbr and ytl < ybr"
+        )
     if x1 <= 0 or y1 <= 0 or x0 >= width or y0 >= height:
-        raise ShapeError(f"the rectangle [{x0:g}, {y0:g}, {x1:g}, {y1:g}] is outside the {width}x{height} "
-                         "image")
+        raise ShapeError(
+            f"the rectangle [{x0:g}, {y0:g}, {x1:g}, {y1:g}] is outside the {width}x{height} image"
+        )
     return x0, y0, x1, y1
+
+
+def rectangle_to_mask(points: Sequence[object], size: tuple[int, int]) -> np.ndarray:
+    """The pixels a rectangle ``[xtl, ytl, xbr, ybr]`` touches, clipped to the image: rows
+    floor(ytl)..ceil(ybr) - 1 and columns floor(xtl)..ceil(xbr) - 1 (empty when it misses the image).
+    Inverse of `mask_to_rectangle` for box-shaped masks."""
+    x0, y0, x1, y1 = _rectangle_numbers(points)
+    height, width = size
+    top, bottom = (min(max(0, v), height) for v in (math.floor(y0), math.ceil(y1)))
+    left, right = (min(max(0, v), width) for v in (math.floor(x0), math.ceil(x1)))
+    mask = np.zeros((height, width), dtype=bool)
+    mask[top:bottom, left:right] = True
+    return mask
 
 
 def mask_to_rectangle(mask: np.ndarray) -> list[float] | None:
@@ -149,6 +171,14 @@ def shape_to_mask(shape_type: str, points: Sequence[object], size: tuple[int, in
     raise ShapeError(f"shape type {shape_type!r} has no mask (use mask or polygon)")
 
 
+def shape_area_mask(shape_type: str, points: Sequence[object], size: tuple[int, int]) -> np.ndarray:
+    """The pixels any shape covers, a rectangle's included (`rectangle_to_mask`): for drawing and
+    writing shapes. SAM2 starts from `shape_to_prompt`, where a rectangle is a box."""
+    if shape_type == "rectangle":
+        return rectangle_to_mask(points, size)
+    return shape_to_mask(shape_type, points, size)
+
+
 def shape_to_prompt(shape_type: str, points: Sequence[object], size: tuple[int, int]) -> np.ndarray | Box:
     """What starts SAM2 on a shape: a box for a rectangle, else the shape's mask (never empty)."""
     if shape_type == "rectangle":
@@ -159,8 +189,9 @@ def shape_to_prompt(shape_type: str, points: Sequence[object], size: tuple[int, 
     return mask
 
 
-def mask_to_points(mask: np.ndarray | None, shape_type: str,
-                   polygon_tolerance: float = 1.0) -> list[float] | list[int] | None:
+def mask_to_points(
+    mask: np.ndarray | None, shape_type: str, polygon_tolerance: float = 1.0
+) -> list[float] | list[int] | None:
     """The shape's points for a tracked mask, in the type it came in; None when nothing is left."""
     if mask is None or not mask.any():
         return None

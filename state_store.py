@@ -13,36 +13,42 @@ Per object, Redis holds:
 - ``<prefix>v:<token>``: a small head per version: step, object pointers, and the tokens of the
   start and memory chunks it uses.
 
-A step writes one memory chunk and one head (about 0.53 MB at 1024 input, against 3.7 MB for the
+A step writes one memory piece and one head (about 0.53 MB at 1024 input, against 3.7 MB for the
 whole state). The previous version stays readable, so the last request can be retried; the one before
 it is deleted as soon as the new version is written, together with the memory chunk that only it used.
 Everything carries the TTL (CVAT's 8-hour state max age), refreshed while the session is tracked.
 
+The pieces and their bytes are object_state.py's; this module decides where they live and when they go.
 Only commands Kvrocks supports too: SET with EX, GET, MGET, DEL, EXPIRE, pipelines. No Lua, no modules.
 """
 
 from __future__ import annotations
 
 import logging
-import re
-import secrets
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from config import StoreConfig
-from model_handler import ObjectState, StateError, pack, unpack
+from object_state import (
+    Head,
+    ObjectState,
+    StateError,
+    assemble,
+    head_bytes,
+    memory_bytes,
+    read_head,
+    read_memory,
+    read_start,
+    start_bytes,
+)
+from tokens import is_token, new_token
 
 logger = logging.getLogger(__name__)
-
-TOKEN_PATTERN = re.compile(r"v1\.[A-Za-z0-9_-]{22}")
-HEAD_FORMAT = "sam2-tracker-head/1"
-COND_FORMAT = "sam2-tracker-cond/1"
-MEMORY_FORMAT = "sam2-tracker-memory/1"
 
 
 class StoreUnavailable(Exception):
@@ -51,16 +57,6 @@ class StoreUnavailable(Exception):
 
 class UnknownState(LookupError):
     """No such state: never issued, expired, or superseded twice since."""
-
-
-@dataclass(frozen=True)
-class StoredState:
-    """An object's state as loaded from, or saved to, a store."""
-
-    token: str
-    state: ObjectState
-    tag: str  # the caller's label for the object, e.g. the CVAT shape type
-    lineage: Lineage
 
 
 @dataclass(frozen=True)
@@ -73,32 +69,49 @@ class Lineage:
     dropped: tuple[str, ...] = ()  # memory chunks that left the window at this version
 
 
-def new_token() -> str:
-    return "v1." + secrets.token_urlsafe(16)  # 128 random bits
+@dataclass(frozen=True)
+class StoredObject:
+    """An object's state as a store holds it under `token`, and the form its answers take (the CVAT
+    shape type it came in). How the store keeps versions is its own business."""
+
+    token: str
+    state: ObjectState
+    answer_form: str
+    lineage: Lineage = field(repr=False, compare=False)
 
 
-def is_token(value: object) -> bool:
-    return isinstance(value, str) and TOKEN_PATTERN.fullmatch(value) is not None
+@dataclass(frozen=True)
+class Update:
+    """A state to save: new (`previous` None) or stepped from a stored one."""
+
+    state: ObjectState
+    answer_form: str
+    previous: StoredObject | None = None
 
 
-def next_lineage(token: str, state: ObjectState, parent: StoredState | None) -> Lineage:
+def next_lineage(token: str, update: Update) -> Lineage:
+    parent = update.previous
     if parent is None:
         return Lineage(cond=token, window=())
-    window = (*parent.lineage.window, token) if state.max_memories else ()
-    keep = len(state.memories)
-    return Lineage(cond=parent.lineage.cond, window=window[len(window) - keep:],
-                   parent=parent.token, dropped=window[: len(window) - keep])
+    window = (*parent.lineage.window, token) if update.state.max_memories else ()
+    keep = len(update.state.memories)
+    return Lineage(
+        cond=parent.lineage.cond,
+        window=window[len(window) - keep :],
+        parent=parent.token,
+        dropped=window[: len(window) - keep],
+    )
 
 
 class StateStore:
-    """Load and save object states by token. `save` takes, per state, the stored state it was stepped
-    from (None for a new object) and returns the new stored states."""
+    """Load object states by token; save new versions. A saved version never changes: stepping a
+    state saves a new one under a new token, and the version before the one it was stepped from
+    goes."""
 
-    def load(self, tokens: Sequence[str]) -> list[StoredState]:
+    def load(self, tokens: Sequence[str]) -> list[StoredObject]:
         raise NotImplementedError
 
-    def save(self, states: Sequence[ObjectState], tags: Sequence[str],
-             parents: Sequence[StoredState | None]) -> list[StoredState]:
+    def save(self, updates: Sequence[Update]) -> list[StoredObject]:
         raise NotImplementedError
 
     def describe(self) -> str:
@@ -108,16 +121,16 @@ class StateStore:
 class MemoryStateStore(StateStore):
     """States in this process only: replicas do not share them. For a single local instance."""
 
-    def __init__(self, ttl_seconds: int = 28800, clock=time.monotonic):
+    def __init__(self, ttl_seconds: int = StoreConfig.ttl_seconds, clock=time.monotonic):
         self.ttl_seconds = ttl_seconds
         self._clock = clock
-        self._items: dict[str, tuple[float, StoredState]] = {}
+        self._items: dict[str, tuple[float, StoredObject]] = {}
         self._lock = threading.Lock()
 
     def describe(self) -> str:
         return "in-process memory"
 
-    def load(self, tokens: Sequence[str]) -> list[StoredState]:
+    def load(self, tokens: Sequence[str]) -> list[StoredObject]:
         now = self._clock()
         with self._lock:
             self._expire(now)
@@ -126,17 +139,16 @@ class MemoryStateStore(StateStore):
             raise UnknownState("unknown or expired state")
         return [stored for _, stored in found]
 
-    def save(self, states: Sequence[ObjectState], tags: Sequence[str],
-             parents: Sequence[StoredState | None]) -> list[StoredState]:
+    def save(self, updates: Sequence[Update]) -> list[StoredObject]:
         now = self._clock()
         saved = []
         with self._lock:
-            for state, tag, parent in zip(states, tags, parents, strict=True):
+            for update in updates:
                 token = new_token()
-                stored = StoredState(token, state, tag, next_lineage(token, state, parent))
+                stored = StoredObject(token, update.state, update.answer_form, next_lineage(token, update))
                 self._items[token] = (now + self.ttl_seconds, stored)
-                if parent is not None and parent.lineage.parent is not None:
-                    self._items.pop(parent.lineage.parent, None)
+                if stored.lineage.parent is not None:
+                    self._items.pop(update.previous.lineage.parent, None)
                 saved.append(stored)
             self._expire(now)
         return saved
@@ -200,13 +212,13 @@ class ChunkCache:
 class RedisStateStore(StateStore):
     """States in Redis (or Kvrocks), shared by every replica of the function."""
 
-    def __init__(self, client, ttl_seconds: int = 28800, key_prefix: str = "sam2-tracker:",
-                 where: str = "redis", cache_bytes: int = 256 * 1024 * 1024):
+    def __init__(self, client, cfg: StoreConfig | None = None, where: str = "redis"):
+        cfg = cfg or StoreConfig()
         self.client = client
-        self.ttl_seconds = ttl_seconds
-        self.prefix = key_prefix
+        self.ttl_seconds = cfg.ttl_seconds
+        self.prefix = cfg.key_prefix
         self.where = where
-        self.cache = ChunkCache(cache_bytes)
+        self.cache = ChunkCache(cfg.cache_megabytes * 1024 * 1024)
 
     @classmethod
     def from_config(cls, cfg: StoreConfig) -> RedisStateStore:
@@ -216,12 +228,16 @@ class RedisStateStore(StateStore):
 
         # A short retry: a frame is better answered 503 at once than after redis-py's default
         # backoff of up to 10 s per try (a wrong password is retried too, it is a connection error).
-        client = redis.Redis(host=cfg.redis_host, port=cfg.redis_port, password=cfg.redis_password,
-                             socket_connect_timeout=2, socket_timeout=30, health_check_interval=30,
-                             retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=2))
-        where = f"Redis at {cfg.redis_host}:{cfg.redis_port}"
-        return cls(client, cfg.ttl_seconds, cfg.key_prefix, where=where,
-                   cache_bytes=cfg.cache_megabytes * 1024 * 1024)
+        client = redis.Redis(
+            host=cfg.redis_host,
+            port=cfg.redis_port,
+            password=cfg.redis_password,
+            socket_connect_timeout=2,
+            socket_timeout=30,
+            health_check_interval=30,
+            retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=2),
+        )
+        return cls(client, cfg, where=f"Redis at {cfg.redis_host}:{cfg.redis_port}")
 
     def describe(self) -> str:
         return self.where
@@ -235,17 +251,17 @@ class RedisStateStore(StateStore):
     def _memory_key(self, token: str) -> str:
         return f"{self.prefix}m:{token}"
 
-    def load(self, tokens: Sequence[str]) -> list[StoredState]:
+    def load(self, tokens: Sequence[str]) -> list[StoredObject]:
         heads = self._call(lambda: self.client.mget([self._head_key(t) for t in tokens]))
         if any(head is None for head in heads):
             raise UnknownState("unknown or expired state")
         parsed = [_parse_head(head) for head in heads]
         chunks = self._chunks([key for _, lineage, _ in parsed for key in self._chunk_keys(lineage)])
         loaded = []
-        for token, (head_tensors, lineage, info) in zip(tokens, parsed, strict=True):
+        for token, (head, lineage, answer_form) in zip(tokens, parsed, strict=True):
             cond, *memories = (chunks[key] for key in self._chunk_keys(lineage))
-            state = _assemble(head_tensors, info, cond, memories)
-            loaded.append(StoredState(token, state, str(info["tag"]), lineage))
+            state = assemble(head, cond, [m["memory"] for m in memories])
+            loaded.append(StoredObject(token, state, answer_form, lineage))
         return loaded
 
     def _chunk_keys(self, lineage: Lineage) -> list[str]:
@@ -259,41 +275,44 @@ class RedisStateStore(StateStore):
             for key, data in zip(missing, self._call(lambda: self.client.mget(missing)), strict=True):
                 if data is None:
                     raise UnknownState("unknown or expired state")
-                kind = COND_FORMAT if key.startswith(self._cond_key("")) else MEMORY_FORMAT
-                found[key] = unpack(kind, data)[0]
+                is_cond = key.startswith(self._cond_key(""))
+                found[key] = read_start(data) if is_cond else {"memory": read_memory(data)}
                 self.cache.put(key, found[key])
         return found
 
-    def save(self, states: Sequence[ObjectState], tags: Sequence[str],
-             parents: Sequence[StoredState | None]) -> list[StoredState]:
+    def save(self, updates: Sequence[Update]) -> list[StoredObject]:
         saved = []
         fresh: dict[str, dict[str, torch.Tensor]] = {}
         gone: list[str] = []
         pipe = self.client.pipeline(transaction=False)
-        for state, tag, parent in zip(states, tags, parents, strict=True):
+        for update in updates:
             token = new_token()
-            lineage = next_lineage(token, state, parent)
-            stored = StoredState(token, state, tag, lineage)
-            if parent is None:
-                cond = _cond_tensors(state)
-                pipe.set(self._cond_key(token), pack(COND_FORMAT, cond, {}), ex=self.ttl_seconds)
-                fresh[self._cond_key(token)] = cond
+            lineage = next_lineage(token, update)
+            state = update.state
+            if update.previous is None:
+                pipe.set(self._cond_key(token), start_bytes(state), ex=self.ttl_seconds)
+                fresh[self._cond_key(token)] = {
+                    "memory": state.cond_memory,
+                    "ptr": state.cond_ptr,
+                    "score": state.cond_score,
+                }
             else:
                 pipe.expire(self._cond_key(lineage.cond), self.ttl_seconds)
             if lineage.window and lineage.window[-1] == token:
-                memory = {"memory": state.memories[-1]}
-                pipe.set(self._memory_key(token), pack(MEMORY_FORMAT, memory, {}), ex=self.ttl_seconds)
-                fresh[self._memory_key(token)] = memory
+                pipe.set(self._memory_key(token), memory_bytes(state.memories[-1]), ex=self.ttl_seconds)
+                fresh[self._memory_key(token)] = {"memory": state.memories[-1]}
             for older in lineage.window[:-1]:
                 pipe.expire(self._memory_key(older), self.ttl_seconds)
-            pipe.set(self._head_key(token), _head_bytes(stored), ex=self.ttl_seconds)
-            if parent is not None and parent.lineage.parent is not None:
+            pipe.set(
+                self._head_key(token), _head_bytes(state, update.answer_form, lineage), ex=self.ttl_seconds
+            )
+            if update.previous is not None and update.previous.lineage.parent is not None:
                 # The grandparent version and the memory only it still used: nothing can reach them
                 # once the parent is superseded too.
-                dead = [self._memory_key(t) for t in parent.lineage.dropped]
-                pipe.delete(self._head_key(parent.lineage.parent), *dead)
+                dead = [self._memory_key(t) for t in update.previous.lineage.dropped]
+                pipe.delete(self._head_key(update.previous.lineage.parent), *dead)
                 gone.extend(dead)
-            saved.append(stored)
+            saved.append(StoredObject(token, state, update.answer_form, lineage))
         self._call(pipe.execute)
         self.cache.discard(gone)
         for key, tensors in fresh.items():
@@ -306,72 +325,58 @@ class RedisStateStore(StateStore):
         try:
             return action()
         except redis.AuthenticationError as error:
-            raise StoreUnavailable(f"{self.where} refused the password ({error}): set "
-                                   "CVAT_FUNCTIONS_REDIS_PASSWORD to the server's password") from None
+            raise StoreUnavailable(
+                f"{self.where} refused the password ({error}): set "
+                "CVAT_FUNCTIONS_REDIS_PASSWORD to the server's password"
+            ) from None
         except redis.ResponseError as error:
-            if "NOAUTH" in str(error) or "AUTH" in str(error).upper():
-                raise StoreUnavailable(f"{self.where} requires a password: set "
-                                       "CVAT_FUNCTIONS_REDIS_PASSWORD") from None
+            if str(error).startswith(("NOAUTH", "WRONGPASS")):
+                raise StoreUnavailable(
+                    f"{self.where} requires a password: set CVAT_FUNCTIONS_REDIS_PASSWORD"
+                ) from None
             raise StoreUnavailable(f"{self.where} refused the request ({error})") from None
         except redis.RedisError as error:
             raise StoreUnavailable(f"{self.where} is unavailable ({error})") from None
 
 
-def _cond_tensors(state: ObjectState) -> dict[str, torch.Tensor]:
-    return {"memory": state.cond_memory, "ptr": state.cond_ptr, "score": state.cond_score}
+def _head_bytes(state: ObjectState, answer_form: str, lineage: Lineage) -> bytes:
+    return head_bytes(
+        state,
+        {
+            "answer_form": answer_form,
+            "cond": lineage.cond,
+            "window": list(lineage.window),
+            "parent": lineage.parent,
+            "dropped": list(lineage.dropped),
+        },
+    )
 
 
-def _head_bytes(stored: StoredState) -> bytes:
-    state, lineage = stored.state, stored.lineage
-    ptrs = torch.cat(state.ptrs) if state.ptrs else state.cond_ptr.new_zeros((0, *state.cond_ptr.shape[1:]))
-    info = {
-        "step": state.step, "tag": stored.tag, "video_size": list(state.video_size),
-        "fingerprint": state.fingerprint, "max_memories": state.max_memories,
-        "max_ptrs": state.max_ptrs, "cond": lineage.cond, "window": list(lineage.window),
-        "parent": lineage.parent, "dropped": list(lineage.dropped),
-    }
-    return pack(HEAD_FORMAT, {"ptrs": ptrs}, info)
-
-
-def _parse_head(data: bytes) -> tuple[dict[str, torch.Tensor], Lineage, dict]:
-    tensors, info = unpack(HEAD_FORMAT, data)
+def _parse_head(data: bytes) -> tuple[Head, Lineage, str]:
+    head = read_head(data)
+    info = head.info
     try:
         tokens = [info["cond"], *info["window"], *info["dropped"]]
         if info["parent"] is not None:
             tokens.append(info["parent"])
-        if not all(is_token(t) for t in tokens) or not isinstance(info["tag"], str):
+        if not all(is_token(t) for t in tokens) or not isinstance(info["answer_form"], str):
             raise ValueError("bad tokens")
-        lineage = Lineage(cond=info["cond"], window=tuple(info["window"]), parent=info["parent"],
-                          dropped=tuple(info["dropped"]))
+        lineage = Lineage(
+            cond=info["cond"],
+            window=tuple(info["window"]),
+            parent=info["parent"],
+            dropped=tuple(info["dropped"]),
+        )
     except (KeyError, TypeError, ValueError):
         raise StateError("corrupt tracker state (bad head)") from None
-    return tensors, lineage, info
-
-
-def _assemble(head: dict[str, torch.Tensor], info: dict, cond: dict[str, torch.Tensor],
-              memories: list[dict[str, torch.Tensor]]) -> ObjectState:
-    try:
-        height, width = info["video_size"]
-        fields = (info["step"], height, width, info["max_memories"], info["max_ptrs"])
-        if not all(type(v) is int and v >= 0 for v in fields):
-            raise ValueError("bad metadata")
-        state = ObjectState(
-            cond_memory=cond["memory"], cond_ptr=cond["ptr"], cond_score=cond["score"],
-            memories=tuple(m["memory"] for m in memories),
-            ptrs=tuple(p[None] for p in head["ptrs"]), step=info["step"],
-            max_memories=info["max_memories"], max_ptrs=info["max_ptrs"],
-            video_size=(height, width), fingerprint=str(info["fingerprint"]),
-        )
-    except (KeyError, TypeError, ValueError) as error:
-        raise StateError(f"corrupt tracker state ({error})") from None
-    state.check_structure()
-    return state
+    return head, lineage, info["answer_form"]
 
 
 def store_from_config(cfg: StoreConfig) -> StateStore:
     if cfg.redis_host:
         return RedisStateStore.from_config(cfg)
-    logger.warning("CVAT_FUNCTIONS_REDIS_HOST is not set: tracking states stay in this process, so "
-                   "replicas of the function will not share them (fine for one local instance)")
+    logger.warning(
+        "CVAT_FUNCTIONS_REDIS_HOST is not set: tracking states stay in this process, so "
+        "replicas of the function will not share them (fine for one local instance)"
+    )
     return MemoryStateStore(cfg.ttl_seconds)
-

@@ -9,6 +9,7 @@
 The objects on the start frame are tracked frame by frame to the target frame, forward or backward.
 By default SAM2 runs in this process (configured like the function: SAM2_CONFIG, SAM2_CHECKPOINT...);
 with --url the frames go to a deployed function (or `python -m local_server`) over the same protocol.
+The annotation files are read and written by annotation_files.py.
 """
 
 from __future__ import annotations
@@ -21,9 +22,8 @@ import re
 import sys
 import urllib.error
 import urllib.request
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,26 +31,33 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from config import ConfigError
-from shape_codecs import ShapeError, mask_to_rle, polygon_to_mask, run_lengths, shape_to_mask
+from annotation_files import (
+    AnnotationError,
+    TrackedObject,
+    objects_from_coco,
+    objects_from_cvat_xml,
+    objects_from_mask_png,
+    write_coco,
+    write_cvat_xml,
+)
+from config import ConfigError, Settings
+from images import to_rgb
+from shape_codecs import ShapeError, shape_area_mask
 
 REVERSE_BLOCK = 32  # video frames decoded at once when tracking backward
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+# fmt: off
 PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
            (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (170, 110, 40)]
+# fmt: on
 
 
 class CliError(Exception):
     """Something the user can fix; printed without a traceback."""
 
 
-@dataclass(frozen=True)
-class TrackedObject:
-    label: str
-    shape: dict[str, Any]  # the start shape, CVAT style: {"type": ..., "points": [...]}
-
-
 # ---- frames -----------------------------------------------------------------------------------
+
 
 class FrameSource:
     """Frames by index, from a folder of images or a video file."""
@@ -82,7 +89,7 @@ class FrameSource:
         step = 1 if last >= first else -1
         if self.files:
             for index in range(first, last + step, step):
-                yield index, np.asarray(Image.open(self.files[index]).convert("RGB"))
+                yield index, np.asarray(to_rgb(Image.open(self.files[index])))
             return
         if step > 0:
             yield from self._decode(first, last)
@@ -116,122 +123,7 @@ def png_bytes(frame: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-# ---- initial objects --------------------------------------------------------------------------
-
-def _points_attr(text: str) -> list[float]:
-    return [float(v) for pair in text.split(";") for v in pair.split(",")]
-
-
-def _xml_shape(element: ET.Element) -> dict[str, Any] | None:
-    if element.tag == "polygon":
-        return {"type": "polygon", "points": _points_attr(element.get("points", ""))}
-    if element.tag == "box":
-        return {"type": "rectangle",
-                "points": [float(element.get(k)) for k in ("xtl", "ytl", "xbr", "ybr")]}
-    if element.tag == "mask":
-        left, top = int(element.get("left")), int(element.get("top"))
-        width, height = int(element.get("width")), int(element.get("height"))
-        runs = [int(v) for v in element.get("rle", "").split(",") if v.strip()]
-        return {"type": "mask", "points": [*runs, left, top, left + width - 1, top + height - 1]}
-    return None
-
-
-def objects_from_cvat_xml(path: Path, frame: int, frame_name: str) -> list[TrackedObject]:
-    """Shapes on `frame` from a CVAT for images 1.1 or CVAT for video 1.1 export."""
-    root = ET.parse(path).getroot()
-    found = []
-    for image in root.iter("image"):
-        if image.get("id") == str(frame) or Path(image.get("name", "")).name == frame_name:
-            for element in image:
-                shape = _xml_shape(element)
-                if shape:
-                    found.append(TrackedObject(element.get("label", "object"), shape))
-    for track in root.iter("track"):
-        for element in track:
-            if element.get("frame") == str(frame) and element.get("outside", "0") == "0":
-                shape = _xml_shape(element)
-                if shape:
-                    found.append(TrackedObject(track.get("label", "object"), shape))
-    return found
-
-
-def coco_rle_to_mask(rle: dict[str, Any]) -> np.ndarray:
-    """COCO RLE (column-major; counts as a list or as COCO's compressed string) to a bool mask."""
-    height, width = rle["size"]
-    counts = rle["counts"]
-    if isinstance(counts, str):
-        counts = _decode_coco_counts(counts)
-    values = np.repeat(np.arange(len(counts)) % 2 == 1, counts)
-    if values.size != height * width:
-        raise CliError("a COCO RLE does not match its size")
-    return values.reshape(width, height).T
-
-
-def _decode_coco_counts(text: str) -> list[int]:
-    # COCO's compressed counts: 5 bits per character (offset 48), a continuation bit (0x20) and a
-    # sign bit (0x10) on the last character of each number; from the third count on, each number is a
-    # difference to the count two places before.
-    counts: list[int] = []
-    position = 0
-    while position < len(text):
-        value, shift, more = 0, 0, True
-        while more:
-            chunk = ord(text[position]) - 48
-            value |= (chunk & 0x1F) << (5 * shift)
-            more = bool(chunk & 0x20)
-            position += 1
-            shift += 1
-            if not more and chunk & 0x10:
-                value |= -1 << (5 * shift)
-        if len(counts) > 2:
-            value += counts[-2]
-        counts.append(value)
-    return counts
-
-
-def objects_from_coco(path: Path, frame_name: str) -> list[TrackedObject]:
-    data = json.loads(path.read_text())
-    images = {image["id"]: image for image in data.get("images", [])}
-    matches = [i for i, image in images.items() if Path(image.get("file_name", "")).name == frame_name]
-    if not matches:
-        names = ", ".join(sorted(Path(i.get("file_name", "")).name for i in images.values())[:5])
-        raise CliError(f"{path} has no image named {frame_name} (it has e.g. {names})")
-    image = images[matches[0]]
-    size = (int(image["height"]), int(image["width"]))
-    labels = {c["id"]: c["name"] for c in data.get("categories", [])}
-    found = []
-    for annotation in data.get("annotations", []):
-        if annotation.get("image_id") != image["id"]:
-            continue
-        label = labels.get(annotation.get("category_id"), "object")
-        segmentation = annotation.get("segmentation")
-        if isinstance(segmentation, dict):
-            shape = {"type": "mask", "points": mask_to_rle(coco_rle_to_mask(segmentation))}
-        elif isinstance(segmentation, list) and len(segmentation) == 1:
-            shape = {"type": "polygon", "points": [float(v) for v in segmentation[0]]}
-        elif isinstance(segmentation, list) and segmentation:
-            mask = np.zeros(size, bool)
-            for polygon in segmentation:
-                mask |= polygon_to_mask(polygon, size)
-            shape = {"type": "mask", "points": mask_to_rle(mask)}
-        else:
-            x, y, w, h = annotation["bbox"]
-            shape = {"type": "rectangle", "points": [x, y, x + w, y + h]}
-        found.append(TrackedObject(label, shape))
-    return found
-
-
-def objects_from_mask_png(path: Path) -> list[TrackedObject]:
-    """Every distinct non-zero value of the image is an object (a binary PNG is one object)."""
-    pixels = np.asarray(Image.open(path))
-    if pixels.ndim == 3:
-        pixels = pixels[..., :3].max(axis=2) if pixels.shape[2] >= 3 else pixels[..., 0]
-    values = [int(v) for v in np.unique(pixels) if v != 0]
-    objects = []
-    for value in values:
-        label = path.stem if len(values) == 1 else f"{path.stem}-{value}"
-        objects.append(TrackedObject(label, {"type": "mask", "points": mask_to_rle(pixels == value)}))
-    return objects
+# ---- initial objects on the command line --------------------------------------------------------
 
 
 def _numbers(text: str, what: str, count: int | None = None) -> list[float]:
@@ -246,15 +138,19 @@ def _numbers(text: str, what: str, count: int | None = None) -> list[float]:
 
 # ---- the function: in this process, or over HTTP -----------------------------------------------
 
+
 class InProcessFunction:
-    """The Nuclio handler's own code path, in this process, with in-memory states."""
+    """The Nuclio handler's own code path, in this process, with in-memory states and no call budget
+    (no CVAT deadline to meet)."""
 
     def __init__(self):
         import main
         from state_store import MemoryStateStore
 
         self._main = main
-        self.app = main.create_app(store=MemoryStateStore())
+        settings = Settings.from_env()
+        settings = replace(settings, limits=replace(settings.limits, call_budget_s=0))
+        self.app = main.create_app(settings, store=MemoryStateStore())
 
     def __call__(self, body: dict[str, Any]) -> dict[str, Any]:
         status, answer = self._main.serve(self.app, body, self._main.Timings(), {})
@@ -269,8 +165,12 @@ class RemoteFunction:
         self.timeout = timeout
 
     def __call__(self, body: dict[str, Any]) -> dict[str, Any]:
-        request = urllib.request.Request(self.url, data=json.dumps(body).encode(), method="POST",
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            self.url,
+            data=json.dumps(body).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 return json.loads(response.read())
@@ -284,8 +184,14 @@ class RemoteFunction:
             raise CliError(f"cannot reach {self.url}: {error}") from None
 
 
-def track(function: Callable[[dict], dict], source: FrameSource, start: int, target: int,
-          objects: Sequence[TrackedObject], progress: bool = True) -> dict[int, list[Any]]:
+def track(
+    function: Callable[[dict], dict],
+    source: FrameSource,
+    start: int,
+    target: int,
+    objects: Sequence[TrackedObject],
+    progress: bool = True,
+) -> dict[int, list[Any]]:
     """Shapes per frame index (the start frame holds the given shapes; None = absent)."""
     from tqdm import tqdm
 
@@ -305,101 +211,7 @@ def track(function: Callable[[dict], dict], source: FrameSource, start: int, tar
     return shapes
 
 
-# ---- outputs ----------------------------------------------------------------------------------
-
-def shape_mask(shape: dict[str, Any], size: tuple[int, int]) -> np.ndarray:
-    if shape["type"] == "rectangle":
-        x0, y0, x1, y1 = shape["points"]
-        mask = np.zeros(size, bool)
-        mask[max(0, int(y0)):max(0, int(np.ceil(y1))), max(0, int(x0)):max(0, int(np.ceil(x1)))] = True
-        return mask
-    return shape_to_mask(shape["type"], shape["points"], size)
-
-
-def _shape_attributes(shape: dict[str, Any]) -> tuple[str, dict[str, str]]:
-    points = shape["points"]
-    if shape["type"] == "polygon":
-        pairs = ";".join(f"{x:.2f},{y:.2f}" for x, y in zip(points[0::2], points[1::2], strict=True))
-        return "polygon", {"points": pairs}
-    if shape["type"] == "rectangle":
-        return "box", {k: f"{v:.2f}" for k, v in zip(("xtl", "ytl", "xbr", "ybr"), points, strict=True)}
-    *runs, left, top, right, bottom = (int(v) for v in points)
-    return "mask", {"rle": ", ".join(str(r) for r in runs), "left": str(left), "top": str(top),
-                    "width": str(right - left + 1), "height": str(bottom - top + 1)}
-
-
-def write_cvat_xml(path: Path, source: FrameSource, objects: Sequence[TrackedObject],
-                   shapes: dict[int, list[Any]], size: tuple[int, int]) -> None:
-    """CVAT for video 1.1: one track per object, a keyframe on every tracked frame, `outside` where
-    SAM2 says the object is absent."""
-    frames = sorted(shapes)
-    root = ET.Element("annotations")
-    ET.SubElement(root, "version").text = "1.1"
-    task = ET.SubElement(ET.SubElement(root, "meta"), "task")
-    for key, value in (("name", source.path.name), ("size", str(len(frames))), ("mode", "interpolation"),
-                       ("overlap", "0"), ("start_frame", str(frames[0])), ("stop_frame", str(frames[-1]))):
-        ET.SubElement(task, key).text = value
-    labels = ET.SubElement(task, "labels")
-    for name in dict.fromkeys(o.label for o in objects):
-        label = ET.SubElement(labels, "label")
-        ET.SubElement(label, "name").text = name
-        ET.SubElement(label, "type").text = "any"
-        ET.SubElement(label, "attributes")
-    original = ET.SubElement(task, "original_size")
-    ET.SubElement(original, "width").text = str(size[1])
-    ET.SubElement(original, "height").text = str(size[0])
-    for track_id, obj in enumerate(objects):
-        track_element = ET.SubElement(root, "track", id=str(track_id), label=obj.label, source="auto")
-        last = obj.shape
-        for frame in frames:
-            shape = shapes[frame][track_id]
-            outside = shape is None
-            last = last if outside else shape
-            tag, attributes = _shape_attributes(last)
-            ET.SubElement(track_element, tag, frame=str(frame), keyframe="1", outside=str(int(outside)),
-                          occluded="0", z_order="0", **attributes)
-    ET.indent(root)
-    path.write_text('<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode"))
-
-
-def mask_to_coco_rle(mask: np.ndarray) -> dict[str, Any]:
-    counts = run_lengths(mask.T.reshape(-1))  # column-major, as COCO counts
-    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": counts}
-
-
-def write_coco(path: Path, source: FrameSource, objects: Sequence[TrackedObject],
-               shapes: dict[int, list[Any]], size: tuple[int, int]) -> None:
-    labels = list(dict.fromkeys(o.label for o in objects))
-    data: dict[str, Any] = {
-        "info": {"description": f"SAM2 tracks of {source.path.name}"},
-        "categories": [{"id": i + 1, "name": name, "supercategory": ""} for i, name in enumerate(labels)],
-        "images": [], "annotations": [],
-    }
-    for frame in sorted(shapes):
-        data["images"].append({"id": frame + 1, "file_name": source.name(frame), "height": size[0],
-                               "width": size[1], "frame": frame})
-        for track_id, (obj, shape) in enumerate(zip(objects, shapes[frame], strict=True)):
-            if shape is None:
-                continue
-            mask = shape_mask(shape, size)
-            ys, xs = np.nonzero(mask)
-            if not xs.size:
-                continue
-            if shape["type"] == "polygon":
-                segmentation: Any = [list(shape["points"])]
-            elif shape["type"] == "rectangle":
-                x0, y0, x1, y1 = shape["points"]
-                segmentation = [[x0, y0, x1, y0, x1, y1, x0, y1]]
-            else:
-                segmentation = mask_to_coco_rle(mask)
-            data["annotations"].append({
-                "id": len(data["annotations"]) + 1, "image_id": frame + 1,
-                "category_id": labels.index(obj.label) + 1, "segmentation": segmentation,
-                "area": int(mask.sum()), "iscrowd": int(isinstance(segmentation, dict)),
-                "bbox": [int(xs.min()), int(ys.min()), int(np.ptp(xs) + 1), int(np.ptp(ys) + 1)],
-                "attributes": {"track_id": track_id, "keyframe": True, "occluded": False},
-            })
-    path.write_text(json.dumps(data))
+# ---- overlay ----------------------------------------------------------------------------------
 
 
 def write_overlay(path: Path, source: FrameSource, shapes: dict[int, list[Any]], fps: float) -> None:
@@ -408,19 +220,19 @@ def write_overlay(path: Path, source: FrameSource, shapes: dict[int, list[Any]],
     rendered = []
     writer = None
     for index, frame in source.frames(frames[0], frames[-1]):
+        masks = {
+            track_id: shape_area_mask(shape["type"], shape["points"], frame.shape[:2])
+            for track_id, shape in enumerate(shapes[index])
+            if shape is not None
+        }
         canvas = frame.astype(np.float32)
-        for track_id, shape in enumerate(shapes[index]):
-            if shape is None:
-                continue
-            mask = shape_mask(shape, frame.shape[:2])
+        for track_id, mask in masks.items():
             color = np.array(PALETTE[track_id % len(PALETTE)], np.float32)
             canvas[mask] = canvas[mask] * 0.55 + color * 0.45
         image = canvas.astype(np.uint8)
-        for track_id, shape in enumerate(shapes[index]):
-            if shape is not None:
-                contours, _ = cv2.findContours(shape_mask(shape, frame.shape[:2]).astype(np.uint8),
-                                               cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-                cv2.drawContours(image, contours, -1, PALETTE[track_id % len(PALETTE)], 2)
+        for track_id, mask in masks.items():
+            contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+            cv2.drawContours(image, contours, -1, PALETTE[track_id % len(PALETTE)], 2)
         if path.suffix.lower() == ".gif":
             rendered.append(Image.fromarray(image))
             continue
@@ -435,6 +247,7 @@ def write_overlay(path: Path, source: FrameSource, shapes: dict[int, list[Any]],
 
 
 # ---- command line -----------------------------------------------------------------------------
+
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m track_video", description=__doc__.split("\n\n")[0])
@@ -470,8 +283,10 @@ def gather_objects(args: argparse.Namespace, source: FrameSource) -> list[Tracke
     for text in args.box:
         objects.append(TrackedObject("object", {"type": "rectangle", "points": _numbers(text, "--box", 4)}))
     if not objects:
-        raise CliError(f"no objects on the start frame {args.start} ({name}): give --cvat-xml, --coco, "
-                       "--mask, --polygon or --box")
+        raise CliError(
+            f"no objects on the start frame {args.start} ({name}): give --cvat-xml, --coco, "
+            "--mask, --polygon or --box"
+        )
     return objects
 
 
@@ -486,9 +301,9 @@ def run(args: argparse.Namespace) -> dict[int, list[Any]]:
     shapes = track(function, source, args.start, args.target, objects, progress=not args.quiet)
     size = next(source.frames(args.start, args.start))[1].shape[:2]
     if args.xml:
-        write_cvat_xml(args.xml, source, objects, shapes, size)
+        write_cvat_xml(args.xml, source.path.name, objects, shapes, size)
     if args.coco_out:
-        write_coco(args.coco_out, source, objects, shapes, size)
+        write_coco(args.coco_out, source.path.name, source.name, objects, shapes, size)
     if args.overlay:
         write_overlay(args.overlay, source, shapes, args.fps or getattr(source, "fps", 10.0))
     return shapes
@@ -498,15 +313,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         shapes = run(args)
-    except (CliError, ConfigError, ShapeError) as error:
+    except (CliError, AnnotationError, ConfigError, ShapeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     lost = sum(shape is None for frame in shapes.values() for shape in frame)
-    print(f"tracked {len(next(iter(shapes.values())))} object(s) over {len(shapes)} frames "
-          f"({lost} absent object-frames)", file=sys.stderr)
+    print(
+        f"tracked {len(next(iter(shapes.values())))} object(s) over {len(shapes)} frames "
+        f"({lost} absent object-frames)",
+        file=sys.stderr,
+    )
     return 0
 
 
 if __name__ == "__main__":
     sys.exit(main())
-

@@ -1,6 +1,6 @@
 """Our whole function call against the official SAM2VideoPredictor, per frame, in one run.
 
-    .venv/bin/python bench/bench_tracking.py [--objects 1,3,8] [--frames 10] [--warmup 7]
+    .venv/bin/python -m bench.bench_tracking [--objects 1,3,8] [--frames 10] [--warmup 7]
                                              [--size 640x480] [--config ...] [--json out.json]
 
 Same synthetic video (JPEG frames), same random-init weights (SAM2's cost does not depend on them),
@@ -31,29 +31,29 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import torch
 
-import torch  # noqa: E402
-
-from shape_codecs import mask_to_rle  # noqa: E402
-from tests.cvat_requests import continue_body, start_body  # noqa: E402
-from tests.redis_server import RedisServer  # noqa: E402
-from tests.synthetic import moving_objects_scene, write_checkpoint, write_jpeg_folder  # noqa: E402
+from object_state import to_pieces
+from shape_codecs import mask_to_rle
+from tests.support.cvat import continue_body, start_body
+from tests.support.redis_server import RedisServer
+from tests.support.synthetic import moving_objects_scene, write_checkpoint, write_jpeg_folder
 
 
 def median_ms(values: list[float]) -> float:
     return round(statistics.median(values) * 1000, 1)
 
 
-def official_frame_times(config: str, checkpoint: Path, frames_dir: Path, masks, frames: int,
-                         precision: str, device: str) -> list[float]:
+def official_frame_times(
+    config: str, checkpoint: Path, frames_dir: Path, masks, frames: int, precision: str, device: str
+) -> list[float]:
     from sam2.build_sam import build_sam2_video_predictor
 
     predictor = build_sam2_video_predictor(config, str(checkpoint), device=device)
     predictor.fill_hole_area = 0  # its CUDA extension is not built here
-    autocast = (torch.autocast(device, dtype=torch.bfloat16) if precision == "bf16"
-                else contextlib.nullcontext())
+    autocast = (
+        torch.autocast(device, dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
+    )
     times = []
     with autocast:
         state = predictor.init_state(str(frames_dir))
@@ -83,8 +83,12 @@ def our_frame_times(app, images: list[bytes], masks, redis_client) -> dict:
         totals.append(time.perf_counter() - started)
         assert status == 200, answer
         after = redis_client.info("stats")
-        traffic.append((after["total_net_output_bytes"] - stats["total_net_output_bytes"],
-                        after["total_net_input_bytes"] - stats["total_net_input_bytes"]))
+        traffic.append(
+            (
+                after["total_net_output_bytes"] - stats["total_net_output_bytes"],
+                after["total_net_input_bytes"] - stats["total_net_input_bytes"],
+            )
+        )
         stages.append(timings.stages)
     return {"totals": totals, "stages": stages, "traffic": traffic, "states": answer["states"]}
 
@@ -110,8 +114,12 @@ def main() -> int:
     images = [path.read_bytes() for path in paths]
 
     redis_server = RedisServer(work).start()
-    os.environ.update(SAM2_CONFIG=args.config, SAM2_CHECKPOINT=str(checkpoint), SAM2_DEVICE=args.device,
-                      **redis_server.env())
+    os.environ.update(
+        SAM2_CONFIG=args.config,
+        SAM2_CHECKPOINT=str(checkpoint),
+        SAM2_DEVICE=args.device,
+        **redis_server.env(),
+    )
     import main as function
 
     app = function.create_app()
@@ -122,19 +130,21 @@ def main() -> int:
         row: dict = {"objects": count}
         if not args.skip_official:
             for precision in ("fp32", "bf16"):
-                times = official_frame_times(args.config, checkpoint, paths[0].parent, masks, args.frames,
-                                             precision, args.device)
+                times = official_frame_times(
+                    args.config, checkpoint, paths[0].parent, masks, args.frames, precision, args.device
+                )
                 row[f"official_{precision}_ms"] = median_ms(times[steady])
         ours = our_frame_times(app, images, masks, redis_server.client())
         row["ours_ms"] = median_ms(ours["totals"][steady])
         stage_names = ours["stages"][0].keys()
-        row["ours_stages_ms"] = {name: median_ms([s[name] / 1000 for s in ours["stages"][steady]])
-                                 for name in stage_names}
+        row["ours_stages_ms"] = {
+            name: median_ms([s[name] / 1000 for s in ours["stages"][steady]]) for name in stage_names
+        }
         read, written = zip(*ours["traffic"][steady], strict=True)
         row["redis_read_bytes_per_object_frame"] = int(statistics.median(read) / count)
         row["redis_written_bytes_per_object_frame"] = int(statistics.median(written) / count)
         stored = app.store.load(ours["states"][:1])[0].state
-        row["state_bytes_per_object"] = len(stored.to_bytes())
+        row["state_bytes_per_object"] = to_pieces(stored).size
         for precision in ("fp32", "bf16"):
             official = row.get(f"official_{precision}_ms")
             if official:
@@ -144,22 +154,33 @@ def main() -> int:
     redis_server.stop()
 
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"\n{args.config}, {args.size} JPEG frames, device {args.device}, our precision "
-          f"{app.tracker.precision}, steady frames {args.warmup}..{args.frames - 1}, "
-          f"{platform.processor() or platform.machine()}, torch {torch.__version__}")
-    print("objects  official fp32  official bf16      ours  ours/fp32  ours/bf16  "
-          "Redis read/written per obj")
+    print(
+        f"\n{args.config}, {args.size} JPEG frames, device {args.device}, our precision "
+        f"{app.tracker.precision}, steady frames {args.warmup}..{args.frames - 1}, "
+        f"{platform.processor() or platform.machine()}, torch {torch.__version__}"
+    )
+    print("objects  official fp32  official bf16      ours  ours/fp32  ours/bf16  Redis read/written per obj")
     for row in rows:
-        print(f"{row['objects']:7d}  {row.get('official_fp32_ms', float('nan')):11.0f}ms  "
-              f"{row.get('official_bf16_ms', float('nan')):11.0f}ms  {row['ours_ms']:7.0f}ms  "
-              f"{row.get('ratio_vs_official_fp32', float('nan')):9.2f}  "
-              f"{row.get('ratio_vs_official_bf16', float('nan')):9.2f}  "
-              f"{row['redis_read_bytes_per_object_frame'] / 1e6:.2f} / "
-              f"{row['redis_written_bytes_per_object_frame'] / 1e6:.2f} MB")
+        print(
+            f"{row['objects']:7d}  {row.get('official_fp32_ms', float('nan')):11.0f}ms  "
+            f"{row.get('official_bf16_ms', float('nan')):11.0f}ms  {row['ours_ms']:7.0f}ms  "
+            f"{row.get('ratio_vs_official_fp32', float('nan')):9.2f}  "
+            f"{row.get('ratio_vs_official_bf16', float('nan')):9.2f}  "
+            f"{row['redis_read_bytes_per_object_frame'] / 1e6:.2f} / "
+            f"{row['redis_written_bytes_per_object_frame'] / 1e6:.2f} MB"
+        )
     print(f"peak RSS {peak_rss_mb:.0f} MB; state {rows[0]['state_bytes_per_object']} bytes per object")
     if args.json:
-        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows,
-                                         "peak_rss_mb": peak_rss_mb}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "args": {k: str(v) for k, v in vars(args).items()},
+                    "rows": rows,
+                    "peak_rss_mb": peak_rss_mb,
+                },
+                indent=2,
+            )
+        )
     return 0
 
 

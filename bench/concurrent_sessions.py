@@ -1,7 +1,7 @@
 """Many CVAT sessions at once through one local server with several workers: no state mixed between
 sessions, no frame lost.
 
-    .venv/bin/python bench/concurrent_sessions.py [--sessions 8] [--frames 20] [--workers 4] [--redis]
+    .venv/bin/python -m bench.concurrent_sessions [--sessions 8] [--frames 20] [--workers 4] [--redis]
 
 Each session tracks its own video; its answers must equal the tracker core run on that video alone.
 SAM2 runs at 512 input with random weights (tests/synthetic.py) to keep the run short on a CPU.
@@ -19,26 +19,25 @@ import time
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from PIL import Image  # noqa: E402
-
-from config import TrackerConfig  # noqa: E402
-from model_handler import Sam2Tracker  # noqa: E402
-from shape_codecs import mask_to_polygon, mask_to_rle, polygon_to_mask  # noqa: E402
-from tests.cvat_requests import continue_body, encode_image, function_env, start_body  # noqa: E402
-from tests.local_server_process import LocalServer, post  # noqa: E402
-from tests.redis_server import RedisServer  # noqa: E402
-from tests.synthetic import moving_objects_scene, write_checkpoint  # noqa: E402
+from config import TrackerConfig
+from model_handler import Sam2Tracker
+from shape_codecs import mask_to_polygon, mask_to_rle, polygon_to_mask
+from tests.support.cvat import continue_body, encode_image, function_env, start_body
+from tests.support.models import track_frames
+from tests.support.redis_server import RedisServer
+from tests.support.server_process import LocalServer, post
+from tests.support.synthetic import moving_objects_scene, write_checkpoint
 
 
 def session_inputs(seed: int, frames: int) -> tuple[list[bytes], list[dict]]:
     scene = moving_objects_scene(frames, seed=100 + seed, num_objects=2)
     images = [encode_image(frame) for frame in scene.frames]
-    shapes = [{"type": "mask", "points": mask_to_rle(scene.masks[0][0])},
-              {"type": "polygon", "points": mask_to_polygon(scene.masks[0][1])}]
+    shapes = [
+        {"type": "mask", "points": mask_to_rle(scene.masks[0][0])},
+        {"type": "polygon", "points": mask_to_polygon(scene.masks[0][1])},
+    ]
     return images, shapes
 
 
@@ -48,13 +47,15 @@ def expected_answers(tracker: Sam2Tracker, images: list[bytes], shapes: list[dic
     decoded = [np.asarray(Image.open(io.BytesIO(data)).convert("RGB")) for data in images]
     size = decoded[0].shape[:2]
     masks = [rle_to_mask(shapes[0]["points"], size), polygon_to_mask(shapes[1]["points"], size)]
-    tracked = tracker.start(tracker.encode(decoded[0]), masks)
     answers = []
-    for image in decoded[1:]:
-        tracked = tracker.step(tracker.encode(image), [t.state for t in tracked])
+    for tracked in track_frames(tracker, decoded, masks)[1:]:
         mask, polygon = (t.result.mask for t in tracked)
-        answers.append([mask_to_rle(mask) if mask is not None else None,
-                        mask_to_polygon(polygon) if polygon is not None else None])
+        answers.append(
+            [
+                mask_to_rle(mask) if mask is not None else None,
+                mask_to_polygon(polygon) if polygon is not None else None,
+            ]
+        )
     return answers
 
 
@@ -99,8 +100,15 @@ def run_sessions(checkpoint: Path, sessions: int, frames: int, workers: int, red
     work = Path(tempfile.mkdtemp(prefix="sam2-sessions-"))
     redis_server = RedisServer(work).start() if redis else None
     server_env = {**env, **(redis_server.env() if redis_server else {})}
-    report = {"sessions": sessions, "frames": frames, "workers": workers, "redis": redis,
-              "frames_answered": 0, "mismatches": 0, "errors": 0}
+    report = {
+        "sessions": sessions,
+        "frames": frames,
+        "workers": workers,
+        "redis": redis,
+        "frames_answered": 0,
+        "mismatches": 0,
+        "errors": 0,
+    }
     try:
         with LocalServer(server_env, workers=workers) as server:
             report["seconds"] = _run_concurrently(server.url, inputs, expected, frames, report)

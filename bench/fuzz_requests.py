@@ -2,7 +2,7 @@
 every answer must be a 200 or a 4xx JSON error with a sentence, never a 500, and the function must
 still track correctly afterwards.
 
-    .venv/bin/python bench/fuzz_requests.py [--examples 10000]
+    .venv/bin/python -m bench.fuzz_requests [--examples 10000]
 """
 
 from __future__ import annotations
@@ -16,16 +16,13 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import nuclio_sdk
+from hypothesis import HealthCheck, given, settings
+from nuclio_sdk.test import Platform
 
-import nuclio_sdk  # noqa: E402
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from nuclio_sdk.test import Platform  # noqa: E402
-
-from tests.cvat_requests import continue_body, encode_image, function_env, start_body  # noqa: E402
-from tests.request_strategies import raw_bodies  # noqa: E402
-from tests.synthetic import moving_objects_scene, write_checkpoint  # noqa: E402
+from tests.support.cvat import continue_body, encode_image, function_env, start_body
+from tests.support.request_strategies import raw_bodies
+from tests.support.synthetic import moving_objects_scene, write_checkpoint
 
 
 def main() -> int:
@@ -40,22 +37,25 @@ def main() -> int:
     platform = Platform()
 
     def call(body, content_type="application/json"):
-        response = platform.call_handler(function.handler,
-                                         nuclio_sdk.Event(body=body, content_type=content_type))
+        response = platform.call_handler(
+            function.handler, nuclio_sdk.Event(body=body, content_type=content_type)
+        )
         return response.status_code, json.loads(response.body)
 
     statuses: collections.Counter = collections.Counter()
     failures = []
 
-    @settings(max_examples=args.examples, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=args.examples, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    )
     @given(raw_bodies)
     def fuzz(kind_and_body):
         kind, body = kind_and_body
         status, answer = call(body, "application/json" if kind == "json" else "text/plain")
         statuses[status] += 1
         ok = status in (200, 400, 404, 413) and (
-            status == 200 or (isinstance(answer.get("error"), str) and "Traceback" not in answer["error"]))
+            status == 200 or (isinstance(answer.get("error"), str) and "Traceback" not in answer["error"])
+        )
         if not ok and len(failures) < 20:
             failures.append((status, answer, repr(body)[:300]))
 
@@ -73,8 +73,13 @@ def main() -> int:
         status, body = call(continue_body(image, body["states"]))
         still_tracks = still_tracks and status == 200 and body["shapes"][0] is not None
 
-    report = {"examples": sum(statuses.values()), "statuses": dict(sorted(statuses.items())),
-              "failures": failures, "seconds": round(seconds), "still_tracks": still_tracks}
+    report = {
+        "examples": sum(statuses.values()),
+        "statuses": dict(sorted(statuses.items())),
+        "failures": failures,
+        "seconds": round(seconds),
+        "still_tracks": still_tracks,
+    }
     print(json.dumps(report, indent=2, default=str))
     return 0 if not failures and still_tracks and 500 not in statuses else 1
 

@@ -1,6 +1,6 @@
 """Redis memory per tracked object over a long session, and what an abandoned session leaves behind.
 
-    .venv/bin/python bench/redis_footprint.py [--objects 4] [--frames 1000] [--ttl 3]
+    .venv/bin/python -m bench.redis_footprint [--objects 4] [--frames 1000] [--ttl 3]
 
 Drives the real RedisStateStore (what the function does on every call) with states of the real size at
 1024 input (memory features 64x64x64 bf16), so no model is needed, against a real redis-server; reads
@@ -16,12 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from state_store import RedisStateStore  # noqa: E402
-from tests.redis_server import RedisServer  # noqa: E402
-from tests.synthetic import random_object_state, random_step  # noqa: E402
+from config import StoreConfig
+from state_store import RedisStateStore, Update
+from tests.support.redis_server import RedisServer
+from tests.support.synthetic import random_object_state, random_step
 
 
 def used_memory(client) -> int:
@@ -32,18 +30,18 @@ def measure(objects: int, frames: int, ttl: int) -> dict:
     server = RedisServer(Path(tempfile.mkdtemp(prefix="sam2-redis-"))).start()
     try:
         client = server.client()
-        store = RedisStateStore(client)
+        store = RedisStateStore(client, StoreConfig())
         baseline = used_memory(client)
         states = [random_object_state(seed) for seed in range(objects)]
-        stored = store.save(states, ["mask"] * objects, [None] * objects)
-        state_bytes = len(states[0].to_bytes())
+        stored = store.save([Update(state, "mask") for state in states])
+        state_bytes = states[0].nbytes  # tensor data once the history is full
         peak = 0
         written = 0
         for frame in range(1, frames + 1):
             loaded = store.load([s.token for s in stored])
             states = [random_step(s.state, frame * 1000 + i) for i, s in enumerate(loaded)]
             before = client.info("stats")["total_net_input_bytes"]
-            stored = store.save(states, ["mask"] * objects, loaded)
+            stored = store.save([Update(s, "mask", old) for s, old in zip(states, loaded, strict=True)])
             written += client.info("stats")["total_net_input_bytes"] - before
             if frame % 50 == 0 or frame == frames:
                 peak = max(peak, used_memory(client) - baseline)
@@ -52,20 +50,24 @@ def measure(objects: int, frames: int, ttl: int) -> dict:
 
         # an abandoned session: started and stepped once with a short TTL, then left alone
         client.flushall()
-        short = RedisStateStore(client, ttl_seconds=ttl)
-        abandoned = short.save([random_object_state(99)], ["mask"], [None])
-        short.save([random_step(abandoned[0].state, 1)], ["mask"], abandoned)
+        short = RedisStateStore(client, StoreConfig(ttl_seconds=ttl))
+        (abandoned,) = short.save([Update(random_object_state(99), "mask")])
+        short.save([Update(random_step(abandoned.state, 1), "mask", abandoned)])
         left_before = len(client.keys("sam2-tracker:*"))
         time.sleep(ttl + 1.5)
         left_after = len(client.keys("sam2-tracker:*"))
         return {
-            "objects": objects, "frames": frames, "state_bytes_per_object": state_bytes,
-            "peak_redis_bytes_per_object": peak // objects, "final_redis_bytes_per_object": final // objects,
+            "objects": objects,
+            "frames": frames,
+            "state_bytes_per_object": state_bytes,
+            "peak_redis_bytes_per_object": peak // objects,
+            "final_redis_bytes_per_object": final // objects,
             "peak_ratio_to_state": round(peak / objects / state_bytes, 3),
             "final_ratio_to_state": round(final / objects / state_bytes, 3),
             "keys_per_object": keys / objects,
             "bytes_written_per_object_per_frame": written // max(frames, 1) // objects,
-            "abandoned_keys_before_ttl": left_before, "abandoned_keys_after_ttl": left_after,
+            "abandoned_keys_before_ttl": left_before,
+            "abandoned_keys_after_ttl": left_after,
         }
     finally:
         server.stop()

@@ -1,7 +1,7 @@
 """State size and process memory over a long session: 1,000 calls through the real handler and a real
 redis-server.
 
-    .venv/bin/python bench/soak.py [--frames 1000] [--image-size 512] [--objects 1]
+    .venv/bin/python -m bench.soak [--frames 1000] [--image-size 512] [--objects 1]
 
 Random weights; SAM2 at --image-size input (512 by default to fit 1,000 frames in minutes on 2 CPU
 cores; the state layout is the same as at 1024, a quarter of the bytes). Frames cycle through a short
@@ -19,13 +19,11 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from shape_codecs import mask_to_rle  # noqa: E402
-from tests.cvat_requests import continue_body, encode_image, start_body  # noqa: E402
-from tests.redis_server import RedisServer  # noqa: E402
-from tests.synthetic import moving_objects_scene, write_checkpoint  # noqa: E402
+from object_state import to_pieces
+from shape_codecs import mask_to_rle
+from tests.support.cvat import continue_body, encode_image, start_body
+from tests.support.redis_server import RedisServer
+from tests.support.synthetic import moving_objects_scene, write_checkpoint
 
 
 def rss_mb() -> float:
@@ -51,8 +49,12 @@ def main() -> int:
     images = [encode_image(frame) for frame in scene.frames]
     images += images[-2:0:-1]  # forth and back, so the objects stay in view
     redis_server = RedisServer(work).start()
-    os.environ.update(SAM2_CHECKPOINT=str(checkpoint), SAM2_DEVICE="cpu",
-                      SAM2_MODEL_OVERRIDES=f"++model.image_size={args.image_size}", **redis_server.env())
+    os.environ.update(
+        SAM2_CHECKPOINT=str(checkpoint),
+        SAM2_DEVICE="cpu",
+        SAM2_MODEL_OVERRIDES=f"++model.image_size={args.image_size}",
+        **redis_server.env(),
+    )
     import main as function
 
     app = function.create_app()
@@ -67,21 +69,29 @@ def main() -> int:
         assert status == 200, answer
         if call % args.every == 0 or call == 10:
             state = app.store.load(answer["states"][:1])[0].state
-            sample = {"call": call, "rss_mb": round(rss_mb(), 1), "state_bytes": len(state.to_bytes()),
-                      "redis_used_bytes": int(redis_server.client().info("memory")["used_memory"]),
-                      "cached_chunks": len(app.store.cache), "seconds": round(time.perf_counter() - started)}
+            sample = {
+                "call": call,
+                "rss_mb": round(rss_mb(), 1),
+                "state_bytes": to_pieces(state).size,
+                "redis_used_bytes": int(redis_server.client().info("memory")["used_memory"]),
+                "cached_chunks": len(app.store.cache),
+                "seconds": round(time.perf_counter() - started),
+            }
             samples.append(sample)
             print(json.dumps(sample), flush=True)
     redis_server.stop()
     after_warmup = [s for s in samples if s["call"] >= args.every]
     growth = after_warmup[-1]["rss_mb"] - after_warmup[0]["rss_mb"]
     flat_state = len({s["state_bytes"] for s in samples}) == 1
-    print(f"RSS {after_warmup[0]['rss_mb']} MB at call {after_warmup[0]['call']} -> "
-          f"{after_warmup[-1]['rss_mb']} MB at call {after_warmup[-1]['call']} ({growth:+.1f} MB); "
-          f"state size constant: {flat_state}")
+    print(
+        f"RSS {after_warmup[0]['rss_mb']} MB at call {after_warmup[0]['call']} -> "
+        f"{after_warmup[-1]['rss_mb']} MB at call {after_warmup[-1]['call']} ({growth:+.1f} MB); "
+        f"state size constant: {flat_state}"
+    )
     if args.json:
-        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                         "samples": samples}, indent=2))
+        args.json.write_text(
+            json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "samples": samples}, indent=2)
+        )
     return 0 if flat_state else 1
 
 

@@ -1,23 +1,17 @@
-"""Shared fixtures: random-weight checkpoints (see tests/synthetic.py) and trackers built from them
-through the normal loading path."""
+"""Shared fixtures: random-weight checkpoints (see tests/support/synthetic.py), trackers built from them
+through the normal loading path, a real redis-server, and one CVAT tracking session."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from config import TrackerConfig  # noqa: E402
-from model_handler import Sam2Tracker  # noqa: E402
-from tests.synthetic import write_checkpoint  # noqa: E402
-
-# Most model tests run SAM2 at 512 input: the same code path as 1024, about 10x cheaper on 2 cores.
-SMALL = ("++model.image_size=512",)
+from config import TrackerConfig
+from model_handler import Sam2Tracker
+from tests.support.models import make_tracker, track_frames
+from tests.support.redis_server import RedisServer
+from tests.support.synthetic import write_checkpoint
 
 
 @pytest.fixture(scope="session")
@@ -32,15 +26,12 @@ def absent_checkpoint(tmp_path_factory) -> Path:
     return write_checkpoint(tmp_path_factory.mktemp("ckpt") / "absent.pt", presence_bias=-8.0)
 
 
-def make_tracker(checkpoint: Path, precision: str = "fp32", overrides: tuple[str, ...] = SMALL,
-                 fill_hole_area: int = 0, fast_attention: str = "off",
-                 batch_objects: str = "off") -> Sam2Tracker:
-    """The exact path by default (official attention kernel, one object at a time): what the fidelity
-    tests compare."""
-    cfg = TrackerConfig(checkpoint=checkpoint, device="cpu", precision=precision,
-                        fill_hole_area=fill_hole_area, model_overrides=overrides,
-                        fast_attention=fast_attention, batch_objects=batch_objects)
-    return Sam2Tracker.from_config(cfg)
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """A real redis-server on a free port; tests may stop and restart it."""
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -50,10 +41,11 @@ def small_tracker(checkpoint) -> Sam2Tracker:
 
 # ---- one CVAT tracking session, shared by the function and local-server tests -----------------
 
+
 @pytest.fixture(scope="session")
 def scene():
-    from tests.cvat_requests import FRAMES
-    from tests.synthetic import moving_objects_scene
+    from tests.support.cvat import FRAMES
+    from tests.support.synthetic import moving_objects_scene
 
     return moving_objects_scene(FRAMES, seed=5)
 
@@ -61,7 +53,7 @@ def scene():
 @pytest.fixture(scope="session")
 def images(scene) -> list[bytes]:
     """The frames as the JPEG files CVAT would send."""
-    from tests.cvat_requests import encode_image
+    from tests.support.cvat import encode_image
 
     return [encode_image(frame) for frame in scene.frames]
 
@@ -73,8 +65,10 @@ def start_shapes(scene) -> list[dict]:
 
     from shape_codecs import mask_to_polygon
 
-    return [{"type": "mask", "points": encode_mask(scene.masks[0][0])},
-            {"type": "polygon", "points": mask_to_polygon(scene.masks[0][1], tolerance=1.0)}]
+    return [
+        {"type": "mask", "points": encode_mask(scene.masks[0][0])},
+        {"type": "polygon", "points": mask_to_polygon(scene.masks[0][1], tolerance=1.0)},
+    ]
 
 
 @pytest.fixture(scope="session")
@@ -88,17 +82,17 @@ def expected(checkpoint, images, start_shapes, scene) -> list[tuple[list, list]]
     from PIL import Image
 
     from shape_codecs import mask_to_polygon, polygon_to_mask
-    from tests.cvat_requests import function_env
+    from tests.support.cvat import function_env
 
     tracker = Sam2Tracker.from_config(TrackerConfig.from_env(function_env(checkpoint)))
     decoded = [np.asarray(Image.open(io.BytesIO(data)).convert("RGB")) for data in images]
     height, width = scene.size
-    masks = [decode_mask(start_shapes[0]["points"], image_width=width, image_height=height),
-             polygon_to_mask(start_shapes[1]["points"], (height, width))]
-    tracked = tracker.start(tracker.encode(decoded[0]), masks)
+    masks = [
+        decode_mask(start_shapes[0]["points"], image_width=width, image_height=height),
+        polygon_to_mask(start_shapes[1]["points"], (height, width)),
+    ]
     per_call = []
-    for image in decoded[1:]:
-        tracked = tracker.step(tracker.encode(image), [t.state for t in tracked])
+    for tracked in track_frames(tracker, decoded, masks)[1:]:
         assert all(t.result.present for t in tracked)
         per_call.append((encode_mask(tracked[0].result.mask), mask_to_polygon(tracked[1].result.mask)))
     return per_call
@@ -107,8 +101,8 @@ def expected(checkpoint, images, start_shapes, scene) -> list[tuple[list, list]]
 @pytest.fixture(scope="session")
 def server_url(checkpoint, tmp_path_factory):
     """`python -m local_server` with two workers and the in-process store, as users run it."""
-    from tests.cvat_requests import function_env
-    from tests.local_server_process import LocalServer
+    from tests.support.cvat import function_env
+    from tests.support.server_process import LocalServer
 
     log = tmp_path_factory.mktemp("server") / "local_server.log"
     with LocalServer(function_env(checkpoint), workers=2, log=log) as server:

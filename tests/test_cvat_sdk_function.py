@@ -13,7 +13,7 @@ from PIL import Image
 import cvat_sdk_function
 from config import ConfigError, TrackerConfig
 from model_handler import Sam2Tracker
-from tests.cvat_requests import function_env
+from tests.support.cvat import function_env
 
 
 class ShapeContext(cvataa.TrackingFunctionShapeContext):
@@ -48,8 +48,10 @@ def test_agent_style_session_equals_the_nuclio_function(function, images, start_
     states = [function.init_tracking_state(ShapeContext(s.type), first, s) for s in shapes]
     for index in range(1, 4):
         pp_image = function.preprocess_image(Context(), Image.open(io.BytesIO(images[index])))
-        answers = [function.track(ShapeContext(shape.type), pp_image, state)
-                   for shape, state in zip(shapes, states, strict=True)]
+        answers = [
+            function.track(ShapeContext(shape.type), pp_image, state)
+            for shape, state in zip(shapes, states, strict=True)
+        ]
         for shape, answer in zip(shapes, answers, strict=True):
             assert isinstance(answer, cvataa.TrackableShape)
             assert answer.type == shape.type
@@ -61,12 +63,16 @@ def test_rectangle_and_lost_object(function, images, absent_checkpoint):
     pp_image = function.preprocess_image(Context(), Image.open(io.BytesIO(images[0])))
     rectangle = cvataa.TrackableShape(type="rectangle", points=[40, 30, 120, 110])
     state = function.init_tracking_state(ShapeContext("rectangle"), pp_image, rectangle)
-    answer = function.track(ShapeContext("rectangle"),
-                            function.preprocess_image(Context(), Image.open(io.BytesIO(images[1]))), state)
+    answer = function.track(
+        ShapeContext("rectangle"),
+        function.preprocess_image(Context(), Image.open(io.BytesIO(images[1]))),
+        state,
+    )
     assert answer.type == "rectangle" and len(answer.points) == 4
 
     lost = cvat_sdk_function.Sam2TrackingFunction(
-        Sam2Tracker.from_config(TrackerConfig.from_env(function_env(absent_checkpoint))))
+        Sam2Tracker.from_config(TrackerConfig.from_env(function_env(absent_checkpoint)))
+    )
     polygon = cvataa.TrackableShape(type="polygon", points=[40, 30, 120, 30, 120, 110, 40, 110])
     frame0 = lost.preprocess_image(Context(), Image.open(io.BytesIO(images[0])))
     state = lost.init_tracking_state(ShapeContext("polygon"), frame0, polygon)

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from config import CHECKPOINT_FILES, Limits, Settings
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 YAMLS = {"cpu": ROOT / "function.yaml", "gpu": ROOT / "function-gpu.yaml"}
 
@@ -42,8 +42,11 @@ def test_function_yaml_follows_cvat_serverless_conventions(kind):
     assert annotations["name"] == "Segment Anything 2: Tracker"
     assert annotations["type"] == "tracker"
     assert annotations["spec"] == ""
-    assert [t.strip() for t in annotations["supported_shape_types"].split(",")] == ["mask", "polygon",
-                                                                                  "rectangle"]
+    assert [t.strip() for t in annotations["supported_shape_types"].split(",")] == [
+        "mask",
+        "polygon",
+        "rectangle",
+    ]
     assert spec["runtime"].startswith("python:3.")
     assert spec["handler"] == "main:handler"
     assert spec["eventTimeout"].endswith("s") and int(spec["eventTimeout"][:-1]) >= 60
@@ -67,8 +70,10 @@ def test_function_yaml_builds_an_image_with_requirements_and_checkpoint(kind):
     assert "torch==2.13.0" in steps and "sam2==1.1.0" in steps
     assert "-r /opt/nuclio/requirements.txt" in steps
     checkpoint = env["SAM2_CHECKPOINT"]
-    assert f"-o {checkpoint} https://dl.fbaipublicfiles.com/segment_anything_2/092824/" \
-           f"{Path(checkpoint).name}" in steps
+    assert (
+        f"-o {checkpoint} https://dl.fbaipublicfiles.com/segment_anything_2/092824/"
+        f"{Path(checkpoint).name}" in steps
+    )
     settings = Settings.from_env(env)
     assert settings.tracker.checkpoint == Path(checkpoint)
     assert CHECKPOINT_FILES[settings.tracker.sam2_config] == Path(checkpoint).name
@@ -87,8 +92,16 @@ def test_cpu_and_gpu_files_differ_where_they_should():
 
 def test_requirements_cover_what_the_function_imports():
     requirements = (ROOT / "requirements.txt").read_text()
-    for package in ("numpy", "pillow", "opencv-python-headless", "safetensors", "redis", "hydra-core",
-                    "iopath", "tqdm"):
+    for package in (
+        "numpy",
+        "pillow",
+        "opencv-python-headless",
+        "safetensors",
+        "redis",
+        "hydra-core",
+        "iopath",
+        "tqdm",
+    ):
         assert f"\n{package}" in requirements
     assert Limits().max_request_bytes == 64 * 1024 * 1024
 
@@ -110,8 +123,11 @@ def stub_nuctl(tmp_path):
     log = tmp_path / "nuctl.log"
 
     def run(script: str, *args: str, **env: str) -> tuple[subprocess.CompletedProcess, list[list[str]]]:
-        full_env = {key: value for key, value in os.environ.items()
-                    if not key.startswith(("CVAT_FUNCTIONS_REDIS", "CVAT_NETWORK"))}
+        full_env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("CVAT_FUNCTIONS_REDIS", "CVAT_NETWORK"))
+        }
         full_env.update(PATH=f"{bin_dir}:{os.environ['PATH']}", NUCTL_LOG=str(log), **env)
         result = subprocess.run([str(ROOT / script), *args], env=full_env, capture_output=True, text=True)
         calls = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
@@ -131,18 +147,30 @@ def env_args(call: list[str]) -> dict[str, str]:
     return dict(value.split("=", 1) for value in values)
 
 
-@pytest.mark.parametrize("script, file", [("deploy_cpu.sh", "function.yaml"),
-                                          ("deploy_gpu.sh", "function-gpu.yaml")])
+@pytest.mark.parametrize(
+    "script, file", [("deploy_cpu.sh", "function.yaml"), ("deploy_gpu.sh", "function-gpu.yaml")]
+)
 def test_deploy_with_cvat_defaults(stub_nuctl, script, file):
     result, calls = stub_nuctl(script, NUCTL_NO_PROJECT="1")
     assert result.returncode == 0, result.stderr
     assert ["create", "project", "cvat", "--platform", "local"] in calls
     call = deploy_call(calls)
     root = str(ROOT)
-    assert call[:9] == ["deploy", "--project-name", "cvat", "--path", root, "--file", f"{root}/{file}",
-                        "--platform", "local"]
-    assert env_args(call) == {"CVAT_FUNCTIONS_REDIS_HOST": "cvat_redis_ondisk",
-                              "CVAT_FUNCTIONS_REDIS_PORT": "6666"}
+    assert call[:9] == [
+        "deploy",
+        "--project-name",
+        "cvat",
+        "--path",
+        root,
+        "--file",
+        f"{root}/{file}",
+        "--platform",
+        "local",
+    ]
+    assert env_args(call) == {
+        "CVAT_FUNCTIONS_REDIS_HOST": "cvat_redis_ondisk",
+        "CVAT_FUNCTIONS_REDIS_PORT": "6666",
+    }
     config = json.loads(call[call.index("--platform-config") + 1])
     assert config == {"attributes": {"network": "cvat_cvat"}}
     assert calls[-1] == ["get", "function", "--platform", "local"]
@@ -152,16 +180,23 @@ def test_deploy_with_redis_from_the_environment_and_another_folder(stub_nuctl, t
     function_dir = tmp_path / "copy"
     function_dir.mkdir()
     shutil.copy(ROOT / "function-gpu.yaml", function_dir)
-    result, calls = stub_nuctl("deploy_gpu.sh", str(function_dir), CVAT_FUNCTIONS_REDIS_HOST="redis.internal",
-                               CVAT_FUNCTIONS_REDIS_PORT="6380", CVAT_FUNCTIONS_REDIS_PASSWORD="s3cret pass")
+    result, calls = stub_nuctl(
+        "deploy_gpu.sh",
+        str(function_dir),
+        CVAT_FUNCTIONS_REDIS_HOST="redis.internal",
+        CVAT_FUNCTIONS_REDIS_PORT="6380",
+        CVAT_FUNCTIONS_REDIS_PASSWORD="s3cret pass",
+    )
     assert result.returncode == 0, result.stderr
     assert ["create", "project", "cvat", "--platform", "local"] not in calls  # the project exists
     call = deploy_call(calls)
     assert call[call.index("--path") + 1] == str(function_dir)
     assert call[call.index("--file") + 1] == str(function_dir / "function-gpu.yaml")
-    assert env_args(call) == {"CVAT_FUNCTIONS_REDIS_HOST": "redis.internal",
-                              "CVAT_FUNCTIONS_REDIS_PORT": "6380",
-                              "CVAT_FUNCTIONS_REDIS_PASSWORD": "s3cret pass"}
+    assert env_args(call) == {
+        "CVAT_FUNCTIONS_REDIS_HOST": "redis.internal",
+        "CVAT_FUNCTIONS_REDIS_PORT": "6380",
+        "CVAT_FUNCTIONS_REDIS_PASSWORD": "s3cret pass",
+    }
     assert "s3cret" not in result.stdout + result.stderr
 
 

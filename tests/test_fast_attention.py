@@ -17,18 +17,20 @@ from fast_attention import (
     chunked_attention,
     use_chunked_attention,
 )
-from tests.conftest import make_tracker
+from tests.support.models import make_tracker
 
 
-@pytest.mark.parametrize("shape_q, shape_k", [((1, 1, 700, 64), (1, 1, 1500, 64)),
-                                              ((3, 4, 256, 32), (3, 4, 100, 32))])
+@pytest.mark.parametrize(
+    "shape_q, shape_k", [((1, 1, 700, 64), (1, 1, 1500, 64)), ((3, 4, 256, 32), (3, 4, 100, 32))]
+)
 def test_chunked_attention_equals_sdpa(shape_q, shape_k):
     generator = torch.Generator().manual_seed(0)
     q = torch.randn(*shape_q, generator=generator)
     k = torch.randn(*shape_k, generator=generator)
     v = torch.randn(*shape_k, generator=generator)
-    torch.testing.assert_close(chunked_attention(q, k, v, chunk=128), F.scaled_dot_product_attention(q, k, v),
-                               rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        chunked_attention(q, k, v, chunk=128), F.scaled_dot_product_attention(q, k, v), rtol=1e-5, atol=1e-5
+    )
     ours = chunked_attention(q.bfloat16(), k.bfloat16(), v.bfloat16())
     theirs = F.scaled_dot_product_attention(q.bfloat16(), k.bfloat16(), v.bfloat16())
     assert ours.dtype == torch.bfloat16
@@ -37,8 +39,9 @@ def test_chunked_attention_equals_sdpa(shape_q, shape_k):
 
 def test_chunked_rope_attention_equals_sam2s_layer():
     torch.manual_seed(0)
-    layer = RoPEAttention(embedding_dim=256, num_heads=1, kv_in_dim=64, rope_k_repeat=True,
-                          feat_sizes=(32, 32)).eval()
+    layer = RoPEAttention(
+        embedding_dim=256, num_heads=1, kv_in_dim=64, rope_k_repeat=True, feat_sizes=(32, 32)
+    ).eval()
     chunked = copy.deepcopy(layer)
     assert use_chunked_attention(chunked) == 1 and type(chunked) is ChunkedRoPEAttention
     q = torch.randn(2, 32 * 32, 256)
@@ -46,8 +49,9 @@ def test_chunked_rope_attention_equals_sam2s_layer():
     v = torch.randn(2, 2 * 32 * 32 + 16, 64)
     with torch.inference_mode():
         expected = layer(q, k.clone(), v, num_k_exclude_rope=16)
-        torch.testing.assert_close(chunked(q, k.clone(), v, num_k_exclude_rope=16), expected,
-                                   rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(
+            chunked(q, k.clone(), v, num_k_exclude_rope=16), expected, rtol=1e-5, atol=1e-5
+        )
 
 
 @pytest.mark.parametrize("pooled", [False, True])

@@ -9,27 +9,22 @@ import pytest
 from nuclio_sdk.test import Platform
 
 import main
-from tests.cvat_requests import (
+from tests.support.cvat import (
     FRAMES,
     b64,
     continue_body,
+    cvat_signs,
+    cvat_unsigns,
     encode_image,
     function_env,
     function_instance,
     start_body,
 )
-from tests.redis_server import RedisServer
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory):
-    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
 def function_with_redis(checkpoint, redis_server, monkeypatch):
+    redis_server.client().flushall()
     for name, value in {**function_env(checkpoint), **redis_server.env()}.items():
         monkeypatch.setenv(name, value)
 
@@ -40,8 +35,9 @@ def call(platform: Platform, body) -> tuple[int, dict]:
     return response.status_code, json.loads(response.body)
 
 
-def test_session_across_two_replicas_equals_the_tracker_core(function_with_redis, redis_server, images,
-                                                             start_shapes, expected):
+def test_session_across_two_replicas_equals_the_tracker_core(
+    function_with_redis, redis_server, images, start_shapes, expected
+):
     replicas = [Platform(), Platform()]  # two contexts, two trackers: state only shared through Redis
     status, body = call(replicas[0], start_body(images[0], start_shapes))
     assert status == 200
@@ -64,12 +60,19 @@ def test_session_across_two_replicas_equals_the_tracker_core(function_with_redis
     assert all(0 < redis_server.client().ttl(k) <= 28800 for k in keys)
 
 
-def test_states_are_json_strings_that_survive_cvat_signing(function_with_redis, images, start_shapes):
+def test_states_survive_cvat_signing_them_for_the_browser(
+    function_with_redis, images, start_shapes, expected
+):
+    """CVAT signs each state (Django's TimestampSigner over compact JSON) before the browser keeps it,
+    and unsigns it for the next call: the states must come back equal and keep tracking."""
     platform = Platform()
-    _, body = call(platform, start_body(images[0], start_shapes[:1]))
-    signed = json.loads(json.dumps(body["states"], separators=(",", ":")))
-    status, body = call(platform, continue_body(images[1], signed))
+    _, body = call(platform, start_body(images[0], start_shapes))
+    signed = cvat_signs(body["states"])
+    returned = cvat_unsigns(signed)
+    assert returned == body["states"]
+    status, body = call(platform, continue_body(images[1], returned))
     assert status == 200
+    assert [s["points"] for s in body["shapes"]] == list(expected[0])
 
 
 def test_body_as_bytes_and_extra_fields_are_accepted(function_with_redis, images, start_shapes):
@@ -98,8 +101,7 @@ def test_memory_store_without_redis(checkpoint, monkeypatch, images, start_shape
     assert platform._get_handler_context(main.handler).user_data.app.store.describe() == "in-process memory"
 
 
-def test_log_line_has_stage_timings_but_no_image_or_tokens(function_with_redis, images, start_shapes,
-                                                          capsys):
+def test_log_line_has_stage_timings_but_no_image_or_tokens(function_with_redis, images, start_shapes, capsys):
     platform = Platform()
     _, body = call(platform, start_body(images[0], start_shapes[:1]))
     _, body = call(platform, continue_body(images[1], body["states"]))
@@ -108,12 +110,30 @@ def test_log_line_has_stage_timings_but_no_image_or_tokens(function_with_redis, 
     stages = ("decode_ms", "load_ms", "encode_ms", "track_ms", "store_ms", "total_ms")
     for field in ("objects", "image", *stages):
         assert field in line
-    assert "320x240" in line
+    assert "320x240 JPEG RGB" in line and "state:1" in line
     assert body["states"][0] not in output and body["states"][0][3:] not in output
     assert b64(images[1])[:40] not in output
 
 
+def test_a_refused_call_logs_its_reason_and_the_request_shape(
+    function_with_redis, images, scene, start_shapes, capsys
+):
+    """CVAT shows the user only the status: the function's log line is where an admin reads why."""
+    platform = Platform()
+    _, body = call(platform, start_body(images[0], start_shapes))
+    smaller = encode_image(scene.frames[1][:120, :160], "PNG")
+    status, answer = call(platform, continue_body(smaller, body["states"]))
+    assert status == 400
+    output = capsys.readouterr().out
+    line = [row for row in output.splitlines() if "track" in row and "400" in row][-1]
+    assert answer["error"] in line
+    assert "state:2" in line and "160x120 PNG RGB" in line
+    assert all(token not in output and token[3:] not in output for token in body["states"])
+    assert b64(smaller)[:40] not in output
+
+
 # ---- errors -------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def memory_platform(checkpoint):
@@ -127,33 +147,62 @@ def raw_call(platform: Platform, body, content_type=None) -> tuple[int, dict]:
     return response.status_code, json.loads(response.body)
 
 
-@pytest.mark.parametrize("body, content_type, message", [
-    (b"{not json", "text/plain", "not valid JSON"),
-    (b"", "text/plain", "body is empty"),
-    ([1, 2], "application/json", "must be a JSON object"),
-    ({"shapes": []}, "application/json", "image is missing"),
-    ({"image": 5, "shapes": []}, "application/json", "image is missing"),
-    ({"image": "!!!not base64!!!", "shapes": []}, "application/json", "image is not valid base64"),
-    ({"image": b64(b"these bytes are not an image"), "shapes": []}, "application/json",
-     "image could not be decoded"),
-    ({"image": "IMAGE", "shapes": "mask"}, "application/json", "shapes must be a list"),
-    ({"image": "IMAGE", "states": {"a": 1}}, "application/json", "states must be a list"),
-    ({"image": "IMAGE", "shapes": [{"type": "ellipse", "points": [1, 2, 3, 4]}]}, "application/json",
-     "shapes[0] has type 'ellipse'; this tracker supports mask, polygon, rectangle"),
-    ({"image": "IMAGE", "shapes": [{"type": "polygon", "points": "1,2"}]}, "application/json",
-     "shapes[0].points must be a list"),
-    ({"image": "IMAGE", "shapes": [{"type": "polygon", "points": [1, 2, 3, 4]}]}, "application/json",
-     "shapes[0]: a polygon needs at least 3 points"),
-    ({"image": "IMAGE", "shapes": [{"type": "mask", "points": [5, 0, 0, 0, 0]}]}, "application/json",
-     "shapes[0]: mask run lengths add up to 5 pixels but the box has 1"),
-    ({"image": "IMAGE", "shapes": [{"type": "polygon", "points": [-9, -9, -5, -9, -5, -5]}]},
-     "application/json", "shapes[0]: the polygon covers no pixel of the 320x240 image"),
-    ({"image": "IMAGE", "shapes": [None]}, "application/json", "shapes[0] and states[0] are both empty"),
-    ({"image": "IMAGE", "states": ["hello"]}, "application/json", "states[0] is not a state of this tracker"),
-    ({"image": "IMAGE", "states": [7]}, "application/json", "states[0] is not a state of this tracker"),
-    ({"image": "IMAGE", "shapes": [None, None], "states": ["v1." + "A" * 22]}, "application/json",
-     "shapes has 2 items but states has 1"),
-], ids=lambda value: value if isinstance(value, str) and len(value) < 40 else None)
+@pytest.mark.parametrize(
+    "body, content_type, message",
+    [
+        (b"{not json", "text/plain", "not valid JSON"),
+        (b"", "text/plain", "body is empty"),
+        ([1, 2], "application/json", "must be a JSON object"),
+        ({"shapes": []}, "application/json", "image is missing"),
+        ({"image": 5, "shapes": []}, "application/json", "image is missing"),
+        ({"image": "!!!not base64!!!", "shapes": []}, "application/json", "image is not valid base64"),
+        (
+            {"image": b64(b"these bytes are not an image"), "shapes": []},
+            "application/json",
+            "image could not be decoded",
+        ),
+        ({"image": "IMAGE", "shapes": "mask"}, "application/json", "shapes must be a list"),
+        ({"image": "IMAGE", "states": {"a": 1}}, "application/json", "states must be a list"),
+        (
+            {"image": "IMAGE", "shapes": [{"type": "ellipse", "points": [1, 2, 3, 4]}]},
+            "application/json",
+            "shapes[0] has type 'ellipse'; this tracker supports mask, polygon, rectangle",
+        ),
+        (
+            {"image": "IMAGE", "shapes": [{"type": "polygon", "points": "1,2"}]},
+            "application/json",
+            "shapes[0].points must be a list",
+        ),
+        (
+            {"image": "IMAGE", "shapes": [{"type": "polygon", "points": [1, 2, 3, 4]}]},
+            "application/json",
+            "shapes[0]: a polygon needs at least 3 points",
+        ),
+        (
+            {"image": "IMAGE", "shapes": [{"type": "mask", "points": [5, 0, 0, 0, 0]}]},
+            "application/json",
+            "shapes[0]: mask run lengths add up to 5 pixels but the box has 1",
+        ),
+        (
+            {"image": "IMAGE", "shapes": [{"type": "polygon", "points": [-9, -9, -5, -9, -5, -5]}]},
+            "application/json",
+            "shapes[0]: the polygon covers no pixel of the 320x240 image",
+        ),
+        ({"image": "IMAGE", "shapes": [None]}, "application/json", "shapes[0] and states[0] are both empty"),
+        (
+            {"image": "IMAGE", "states": ["hello"]},
+            "application/json",
+            "states[0] is not a state of this tracker",
+        ),
+        ({"image": "IMAGE", "states": [7]}, "application/json", "states[0] is not a state of this tracker"),
+        (
+            {"image": "IMAGE", "shapes": [None, None], "states": ["v1." + "A" * 22]},
+            "application/json",
+            "shapes has 2 items but states has 1",
+        ),
+    ],
+    ids=lambda value: value if isinstance(value, str) and len(value) < 40 else None,
+)
 def test_bad_requests_get_400_with_a_reason(memory_platform, images, body, content_type, message):
     if isinstance(body, dict) and body.get("image") == "IMAGE":
         body = {**body, "image": b64(images[0])}
@@ -179,8 +228,9 @@ def test_image_of_another_size_than_the_start_is_400(memory_platform, images, sc
     assert status == 200
 
 
-def test_store_unavailable_is_503_and_recovers_without_restart(function_with_redis, redis_server, images,
-                                                               start_shapes):
+def test_store_unavailable_is_503_and_recovers_without_restart(
+    function_with_redis, redis_server, images, start_shapes
+):
     platform = Platform()
     status, body = call(platform, start_body(images[0], start_shapes[:1]))
     assert status == 200
@@ -210,16 +260,16 @@ def test_rectangles_typed_and_in_the_legacy_bare_form(memory_platform, checkpoin
     from config import TrackerConfig
     from model_handler import Sam2Tracker
     from shape_codecs import Box, mask_to_rectangle
+    from tests.support.models import track_frames
 
     ys, xs = np.nonzero(scene.masks[0][0])
     box = [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
     tracker = Sam2Tracker.from_config(TrackerConfig.from_env(function_env(checkpoint)))
     decoded = [np.asarray(Image.open(io.BytesIO(data)).convert("RGB")) for data in images[:3]]
-    tracked = tracker.start(tracker.encode(decoded[0]), [Box(*box)])
-    boxes = []
-    for image in decoded[1:]:
-        tracked = tracker.step(tracker.encode(image), [t.state for t in tracked])
-        boxes.append(mask_to_rectangle(tracked[0].result.mask))
+    boxes = [
+        mask_to_rectangle(tracked[0].result.mask)
+        for tracked in track_frames(tracker, decoded, [Box(*box)])[1:]
+    ]
 
     typed = {"type": "rectangle", "points": box}
     for shape, answer_of in ((typed, lambda pts: {"type": "rectangle", "points": pts}), (box, list)):
@@ -231,11 +281,14 @@ def test_rectangles_typed_and_in_the_legacy_bare_form(memory_platform, checkpoin
             assert body["shapes"] == [answer_of(boxes[index - 1])]
 
 
-@pytest.mark.parametrize("shape, message", [
-    ({"type": "rectangle", "points": [10, 10, 5, 20]}, "is empty"),
-    ({"type": "rectangle", "points": [1, 2, 3]}, "4 numbers"),
-    ([400, 300, 500, 400], "outside the 320x240 image"),
-])
+@pytest.mark.parametrize(
+    "shape, message",
+    [
+        ({"type": "rectangle", "points": [10, 10, 5, 20]}, "is empty"),
+        ({"type": "rectangle", "points": [1, 2, 3]}, "4 numbers"),
+        ([400, 300, 500, 400], "outside the 320x240 image"),
+    ],
+)
 def test_bad_rectangles_are_400(memory_platform, images, shape, message):
     status, answer = raw_call(memory_platform, {"image": b64(images[0]), "shapes": [shape]})
     assert status == 400 and message in answer["error"]

@@ -6,8 +6,8 @@ import json
 import urllib.error
 import urllib.request
 
-from tests.cvat_requests import FRAMES, continue_body, start_body
-from tests.local_server_process import post
+from tests.support.cvat import FRAMES, continue_body, start_body
+from tests.support.server_process import post
 
 
 def test_health_check(server_url):

@@ -13,10 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from nuclio_sdk.test import Platform
 
 import main
-from tests.cvat_requests import FRAMES, b64, continue_body, function_env, function_instance, start_body
-from tests.local_server_process import LocalServer, post
-from tests.redis_server import RedisServer
-from tests.request_strategies import VALID_IMAGE, raw_bodies
+from tests.support.cvat import FRAMES, b64, continue_body, function_env, function_instance, start_body
+from tests.support.redis_server import RedisServer
+from tests.support.request_strategies import VALID_IMAGE, raw_bodies
+from tests.support.server_process import LocalServer, post, run_benchmark
 
 ANSWERS = {200, 400, 404, 413}
 
@@ -28,19 +28,16 @@ def call(platform: Platform, body, content_type="application/json") -> tuple[int
 
 
 @pytest.fixture(scope="module")
-def redis_server(tmp_path_factory):
-    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def fuzzed(checkpoint):
     return function_instance(checkpoint)
 
 
-@settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "150")), deadline=None, derandomize=True,
-          suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "150")),
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=list(HealthCheck),
+)
 @given(raw_bodies)
 def test_any_request_gets_a_clear_answer_never_a_500(fuzzed, kind_and_body):
     kind, body = kind_and_body
@@ -49,7 +46,7 @@ def test_any_request_gets_a_clear_answer_never_a_500(fuzzed, kind_and_body):
     if status != 200:
         message = answer["error"]
         assert isinstance(message, str) and 10 < len(message) < 600
-        assert "Traceback" not in message and "File \"" not in message
+        assert "Traceback" not in message and 'File "' not in message
     else:
         assert len(answer["shapes"]) == len(answer["states"])
 
@@ -64,8 +61,9 @@ def test_the_function_still_tracks_right_after_the_fuzzing(fuzzed, images, start
         assert [s["points"] for s in body["shapes"]] == list(expected[index - 1])
 
 
-def test_the_same_state_twice_gives_the_same_answer_and_both_continue(checkpoint, redis_server, images,
-                                                                     start_shapes, expected):
+def test_the_same_state_twice_gives_the_same_answer_and_both_continue(
+    checkpoint, redis_server, images, start_shapes, expected
+):
     replicas = [function_instance(checkpoint, **redis_server.env()) for _ in range(2)]
     _, body = call(replicas[0], start_body(images[0], start_shapes))
     first = call(replicas[0], continue_body(images[1], body["states"]))
@@ -96,8 +94,9 @@ def test_racing_requests_on_the_same_state(checkpoint, redis_server, images, sta
     assert answers[0][1]["shapes"] == answers[1][1]["shapes"] == [{"type": "mask", "points": expected[0][0]}]
 
 
-def test_planted_pickle_state_is_refused_and_never_executed(checkpoint, redis_server, images, start_shapes,
-                                                           tmp_path):
+def test_planted_pickle_state_is_refused_and_never_executed(
+    checkpoint, redis_server, images, start_shapes, tmp_path
+):
     platform = function_instance(checkpoint, **redis_server.env())
     _, body = call(platform, start_body(images[0], start_shapes[:1]))
     marker = tmp_path / "executed"
@@ -124,8 +123,9 @@ def test_state_of_another_model_is_refused(checkpoint, absent_checkpoint, redis_
     assert call(first, continue_body(images[1], body["states"]))[0] == 200
 
 
-def test_password_redis_works_with_the_password_and_fails_clearly_without(checkpoint, tmp_path, images,
-                                                                         start_shapes, capsys):
+def test_password_redis_works_with_the_password_and_fails_clearly_without(
+    checkpoint, tmp_path, images, start_shapes, capsys
+):
     server = RedisServer(tmp_path, password="hunter2-secret").start()
     try:
         good = function_instance(checkpoint, **server.env())
@@ -143,8 +143,9 @@ def test_password_redis_works_with_the_password_and_fails_clearly_without(checkp
     assert "hunter2-secret" not in output.out + output.err
 
 
-def test_two_processes_sharing_redis_give_the_output_of_one(checkpoint, redis_server, images, start_shapes,
-                                                            expected):
+def test_two_processes_sharing_redis_give_the_output_of_one(
+    checkpoint, redis_server, images, start_shapes, expected
+):
     env = {**function_env(checkpoint), **redis_server.env()}
     with LocalServer(env) as first, LocalServer(env) as second:
         urls = [first.url, second.url]
@@ -156,18 +157,21 @@ def test_two_processes_sharing_redis_give_the_output_of_one(checkpoint, redis_se
             assert [s["points"] for s in body["shapes"]] == list(expected[index - 1])
 
 
-def test_concurrent_sessions_through_one_server_do_not_mix(checkpoint, scene):
-    """A small version of bench/concurrent_sessions.py: 3 sessions x 4 frames, 2 workers."""
-    from bench.concurrent_sessions import run_sessions
-
-    report = run_sessions(checkpoint, sessions=3, frames=4, workers=2, redis=False)
+def test_concurrent_sessions_through_one_server_do_not_mix():
+    """A small run of bench/concurrent_sessions.py: 3 sessions x 4 frames, 2 workers."""
+    report = run_benchmark("concurrent_sessions", "--sessions", "3", "--frames", "4", "--workers", "2")
     assert report["mismatches"] == 0 and report["errors"] == 0
     assert report["frames_answered"] == 3 * 4
 
 
 def test_limits_are_enforced_with_a_sentence(checkpoint):
-    platform = function_instance(checkpoint, SAM2_MAX_OBJECTS="2", SAM2_MAX_IMAGE_PIXELS="1000",
-                                 SAM2_MAX_REQUEST_BYTES="20000", SAM2_MAX_POLYGON_POINTS="3")
+    platform = function_instance(
+        checkpoint,
+        SAM2_MAX_OBJECTS="2",
+        SAM2_MAX_IMAGE_PIXELS="1000",
+        SAM2_MAX_REQUEST_BYTES="20000",
+        SAM2_MAX_POLYGON_POINTS="3",
+    )
     image = b64(VALID_IMAGE)
     polygon = {"type": "polygon", "points": [1, 1, 10, 1, 10, 10]}
     status, answer = call(platform, {"image": image, "shapes": [polygon] * 3})

@@ -8,19 +8,20 @@ import pytest
 import torch
 
 from config import StoreConfig
-from model_handler import ObjectState, StateError
+from object_state import ObjectState, StateError, to_pieces
 from state_store import (
     ChunkCache,
     MemoryStateStore,
     RedisStateStore,
     StoreUnavailable,
     UnknownState,
-    is_token,
-    new_token,
+    Update,
     store_from_config,
 )
-from tests.redis_server import RedisServer
-from tests.synthetic import random_object_state, random_step
+from tests.support.redis_server import RedisServer
+from tests.support.server_process import run_benchmark
+from tests.support.synthetic import random_object_state, random_step
+from tokens import is_token, new_token
 
 TTL = 600
 
@@ -34,14 +35,7 @@ def stepped(state: ObjectState, seed: int) -> ObjectState:
 
 
 def assert_same(a: ObjectState, b: ObjectState) -> None:
-    assert a.to_bytes() == b.to_bytes()
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory):
-    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
-    yield server
-    server.stop()
+    assert to_pieces(a) == to_pieces(b)
 
 
 @pytest.fixture(params=["redis", "memory"])
@@ -49,19 +43,19 @@ def store(request, redis_server):
     if request.param == "memory":
         return MemoryStateStore(TTL)
     redis_server.client().flushall()
-    return RedisStateStore(redis_server.client(), TTL)
+    return RedisStateStore(redis_server.client(), StoreConfig(ttl_seconds=TTL))
 
 
 def test_versions_round_trip_and_superseded_ones_go(store):
     state = started_state()
-    (stored,) = store.save([state], ["mask"], [None])
+    (stored,) = store.save([Update(state, "mask")])
     history = [stored]
     for step in range(1, 21):
         (loaded,) = store.load([history[-1].token])
         assert_same(loaded.state, history[-1].state)
-        assert loaded.tag == "mask"
+        assert loaded.answer_form == "mask"
         state = stepped(loaded.state, step)
-        (stored,) = store.save([state], ["mask"], [loaded])
+        (stored,) = store.save([Update(state, "mask", loaded)])
         history.append(stored)
     assert_same(store.load([history[-1].token])[0].state, history[-1].state)
     # the version before the current one can be retried; older ones are gone
@@ -74,12 +68,12 @@ def test_versions_round_trip_and_superseded_ones_go(store):
 def test_redis_keeps_about_one_state_per_object(redis_server):
     client = redis_server.client()
     client.flushall()
-    store = RedisStateStore(client, TTL)
+    store = RedisStateStore(client, StoreConfig(ttl_seconds=TTL))
     state = started_state()
-    (current,) = store.save([state], ["polygon"], [None])
+    (current,) = store.save([Update(state, "polygon")])
     for step in range(1, 31):
         state = stepped(state, step)
-        (current,) = store.save([state], ["polygon"], [current])
+        (current,) = store.save([Update(state, "polygon", current)])
     keys = client.keys("sam2-tracker:*")
     kinds = sorted(key.split(b":")[1].decode() for key in keys)
     # the start memory, the 6 memory frames of the current version plus the one the previous version
@@ -90,11 +84,12 @@ def test_redis_keeps_about_one_state_per_object(redis_server):
 
 def test_many_objects_in_one_call_keep_their_order(store):
     states = [started_state(seed) for seed in range(5)]
-    saved = store.save(states, ["mask", "polygon"] * 2 + ["mask"], [None] * 5)
+    forms = ["mask", "polygon"] * 2 + ["mask"]
+    saved = store.save([Update(state, form) for state, form in zip(states, forms, strict=True)])
     loaded = store.load([s.token for s in reversed(saved)])
     for original, back in zip(reversed(states), loaded, strict=True):
         assert_same(original, back.state)
-    assert [s.tag for s in loaded] == ["mask", "polygon", "mask", "polygon", "mask"][::-1]
+    assert [s.answer_form for s in loaded] == ["mask", "polygon", "mask", "polygon", "mask"][::-1]
 
 
 def test_tokens_are_random_and_128_bit():
@@ -113,18 +108,18 @@ def test_unknown_token_raises(store):
 def test_planted_pickle_is_refused_and_never_executed(redis_server, tmp_path):
     client = redis_server.client()
     client.flushall()
-    store = RedisStateStore(client, TTL)
-    (stored,) = store.save([started_state()], ["mask"], [None])
+    store = RedisStateStore(client, StoreConfig(ttl_seconds=TTL))
+    (stored,) = store.save([Update(started_state(), "mask")])
     marker = tmp_path / "pwned"
 
     class Exploit:
         def __reduce__(self):
             return (marker.write_text, ("executed",))
 
-    (other,) = store.save([started_state()], ["mask"], [None])
+    (other,) = store.save([Update(started_state(), "mask")])
     client.set(f"sam2-tracker:v:{stored.token}", pickle.dumps(Exploit()))  # a head
     client.set(f"sam2-tracker:c:{other.token}", pickle.dumps(Exploit()))  # a memory chunk
-    replica = RedisStateStore(client, TTL)  # reads everything from Redis
+    replica = RedisStateStore(client, StoreConfig(ttl_seconds=TTL))  # reads everything from Redis
     for token in (stored.token, other.token):
         with pytest.raises(StateError):
             replica.load([token])
@@ -136,14 +131,14 @@ def test_redis_down_is_store_unavailable_and_recovers(tmp_path):
     try:
         cfg = StoreConfig(redis_host="127.0.0.1", redis_port=server.port, ttl_seconds=TTL)
         store = store_from_config(cfg)
-        (stored,) = store.save([started_state()], ["mask"], [None])
+        (stored,) = store.save([Update(started_state(), "mask")])
         server.stop()
         with pytest.raises(StoreUnavailable, match=f"Redis at 127.0.0.1:{server.port} is unavailable"):
             store.load([stored.token])
         with pytest.raises(StoreUnavailable):
-            store.save([started_state()], ["mask"], [None])
+            store.save([Update(started_state(), "mask")])
         server.start()
-        (again,) = store.save([started_state()], ["mask"], [None])
+        (again,) = store.save([Update(started_state(), "mask")])
         assert_same(store.load([again.token])[0].state, started_state())
     finally:
         server.stop()
@@ -154,14 +149,15 @@ def test_password_protected_redis(tmp_path):
     try:
         cfg = StoreConfig(redis_host="127.0.0.1", redis_port=server.port, redis_password="correct horse")
         store = store_from_config(cfg)
-        (stored,) = store.save([started_state()], ["mask"], [None])
+        (stored,) = store.save([Update(started_state(), "mask")])
         assert_same(store.load([stored.token])[0].state, started_state())
 
         without = store_from_config(StoreConfig(redis_host="127.0.0.1", redis_port=server.port))
         with pytest.raises(StoreUnavailable, match="CVAT_FUNCTIONS_REDIS_PASSWORD"):
             without.load([stored.token])
-        wrong = store_from_config(StoreConfig(redis_host="127.0.0.1", redis_port=server.port,
-                                              redis_password="wrong"))
+        wrong = store_from_config(
+            StoreConfig(redis_host="127.0.0.1", redis_port=server.port, redis_password="wrong")
+        )
         with pytest.raises(StoreUnavailable, match="CVAT_FUNCTIONS_REDIS_PASSWORD"):
             wrong.load([stored.token])
         assert "correct horse" not in repr(cfg)
@@ -172,7 +168,7 @@ def test_password_protected_redis(tmp_path):
 def test_memory_store_expires_after_the_ttl():
     now = [0.0]
     store = MemoryStateStore(ttl_seconds=10, clock=lambda: now[0])
-    (stored,) = store.save([started_state()], ["mask"], [None])
+    (stored,) = store.save([Update(started_state(), "mask")])
     now[0] = 9.0
     store.load([stored.token])
     now[0] = 10.5
@@ -184,9 +180,9 @@ def test_memory_store_expires_after_the_ttl():
 def test_redis_state_disappears_after_the_ttl(redis_server):
     client = redis_server.client()
     client.flushall()
-    store = RedisStateStore(client, ttl_seconds=1)
-    (stored,) = store.save([started_state()], ["mask"], [None])
-    (stepped_version,) = store.save([stepped(stored.state, 1)], ["mask"], [stored])
+    store = RedisStateStore(client, StoreConfig(ttl_seconds=1))
+    (stored,) = store.save([Update(started_state(), "mask")])
+    (stepped_version,) = store.save([Update(stepped(stored.state, 1), "mask", stored)])
     assert client.keys("sam2-tracker:*")
     import time
 
@@ -198,9 +194,7 @@ def test_redis_state_disappears_after_the_ttl(redis_server):
 
 def test_redis_memory_per_object_stays_under_twice_the_state_size():
     """A short run of bench/redis_footprint.py: real-size states, INFO memory of a real redis-server."""
-    from bench.redis_footprint import measure
-
-    report = measure(objects=2, frames=40, ttl=1)
+    report = run_benchmark("redis_footprint", "--objects", "2", "--frames", "40", "--ttl", "1")
     assert report["peak_ratio_to_state"] <= 2.0
     assert report["bytes_written_per_object_per_frame"] <= 600_000  # the new frame only, not the state
     assert report["abandoned_keys_before_ttl"] > 0 == report["abandoned_keys_after_ttl"]
@@ -213,13 +207,19 @@ def _bytes_sent(client) -> int:
 def test_the_worker_that_served_the_last_frame_reads_only_heads(redis_server):
     client = redis_server.client()
     client.flushall()
-    worker, other = RedisStateStore(client, TTL), RedisStateStore(client, TTL)
-    big = ObjectState(**{**started_state().__dict__,
-                         "cond_memory": torch.zeros(1, 64, 64, 64, dtype=torch.bfloat16)})
-    (current,) = worker.save([big], ["mask"], [None])
+    worker, other = (
+        RedisStateStore(client, StoreConfig(ttl_seconds=TTL)),
+        RedisStateStore(client, StoreConfig(ttl_seconds=TTL)),
+    )
+    big = ObjectState(
+        **{**started_state().__dict__, "cond_memory": torch.zeros(1, 64, 64, 64, dtype=torch.bfloat16)}
+    )
+    (current,) = worker.save([Update(big, "mask")])
     for step in range(1, 8):
         memory = torch.full((1, 64, 64, 64), float(step), dtype=torch.bfloat16)
-        (current,) = worker.save([current.state.advanced(memory, torch.zeros(1, 256))], ["mask"], [current])
+        (current,) = worker.save(
+            [Update(current.state.advanced(memory, torch.zeros(1, 256)), "mask", current)]
+        )
 
     before = _bytes_sent(client)
     (same,) = worker.load([current.token])
@@ -234,7 +234,7 @@ def test_the_worker_that_served_the_last_frame_reads_only_heads(redis_server):
 
     # the other worker now has the chunks: after one more step by the first, it reads one chunk
     memory = torch.full((1, 64, 64, 64), 9.0, dtype=torch.bfloat16)
-    (newer,) = worker.save([current.state.advanced(memory, torch.zeros(1, 256))], ["mask"], [current])
+    (newer,) = worker.save([Update(current.state.advanced(memory, torch.zeros(1, 256)), "mask", current)])
     before = _bytes_sent(client)
     (back,) = other.load([newer.token])
     assert 64 * 64 * 64 * 2 < _bytes_sent(client) - before < 2 * 64 * 64 * 64 * 2
@@ -254,9 +254,9 @@ def test_chunk_cache_evicts_the_least_recently_used():
 
 
 def test_the_local_cache_holds_only_live_chunks_of_a_long_session(redis_server):
-    store = RedisStateStore(redis_server.client(), TTL)
-    (current,) = store.save([started_state()], ["mask"], [None])
+    store = RedisStateStore(redis_server.client(), StoreConfig(ttl_seconds=TTL))
+    (current,) = store.save([Update(started_state(), "mask")])
     for step in range(1, 41):
-        (current,) = store.save([stepped(current.state, step)], ["mask"], [current])
+        (current,) = store.save([Update(stepped(current.state, step), "mask", current)])
     # the start frame's memory and the 7 memory frames the current and previous versions use
     assert len(store.cache) == 8

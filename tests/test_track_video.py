@@ -13,11 +13,13 @@ from PIL import Image
 from pycocotools import mask as coco_mask
 
 import track_video
+from annotation_files import AnnotationError, coco_rle_to_mask, mask_to_coco_rle
 from config import TrackerConfig
 from model_handler import Sam2Tracker
 from shape_codecs import mask_to_polygon, mask_to_rle, rle_to_mask
-from tests.cvat_requests import function_env, function_environment
-from tests.synthetic import moving_objects_scene
+from tests.support.cvat import function_env, function_environment
+from tests.support.models import track_frames
+from tests.support.synthetic import moving_objects_scene
 
 FRAMES = 5
 
@@ -43,16 +45,6 @@ def sam2_env(checkpoint):
         yield
 
 
-def direct_masks(checkpoint, frames, prompts):
-    tracker = Sam2Tracker.from_config(TrackerConfig.from_env(function_env(checkpoint)))
-    tracked = tracker.start(tracker.encode(frames[0]), prompts)
-    out = []
-    for frame in frames[1:]:
-        tracked = tracker.step(tracker.encode(frame), [t.state for t in tracked])
-        out.append([t.result.mask for t in tracked])
-    return out
-
-
 def test_backward_from_mask_pngs_to_cvat_xml_and_coco(sam2_env, checkpoint, video, tmp_path):
     scene, folder, _ = video
     start, target = FRAMES - 1, 0
@@ -60,12 +52,30 @@ def test_backward_from_mask_pngs_to_cvat_xml_and_coco(sam2_env, checkpoint, vide
     labels[scene.masks[start][0]] = 1
     labels[scene.masks[start][1]] = 2
     Image.fromarray(labels).save(tmp_path / "objects.png")
-    args = ["--start", str(start), "--target", str(target), "--mask", str(tmp_path / "objects.png"),
-            "--xml", str(tmp_path / "out.xml"), "--coco-out", str(tmp_path / "out.json"),
-            "--overlay", str(tmp_path / "out.gif"), "--quiet"]
+    args = [
+        "--start",
+        str(start),
+        "--target",
+        str(target),
+        "--mask",
+        str(tmp_path / "objects.png"),
+        "--xml",
+        str(tmp_path / "out.xml"),
+        "--coco-out",
+        str(tmp_path / "out.json"),
+        "--overlay",
+        str(tmp_path / "out.gif"),
+        "--quiet",
+    ]
     assert track_video.main([str(folder), *args]) == 0
 
-    expected = direct_masks(checkpoint, scene.frames[::-1], [labels == 1, labels == 2])
+    # The tracker core called directly, configured like the CLI's in-process function: per frame from
+    # the start frame backward, the masks of the two objects.
+    tracker = Sam2Tracker.from_config(TrackerConfig.from_env(function_env(checkpoint)))
+    expected = [
+        [t.result.mask for t in tracked]
+        for tracked in track_frames(tracker, scene.frames[::-1], [labels == 1, labels == 2])
+    ]
     root = ET.parse(tmp_path / "out.xml").getroot()
     assert root.findtext("version") == "1.1"
     assert root.findtext("meta/task/mode") == "interpolation"
@@ -82,7 +92,7 @@ def test_backward_from_mask_pngs_to_cvat_xml_and_coco(sam2_env, checkpoint, vide
             w, h = int(shape.get("width")), int(shape.get("height"))
             runs = [int(v) for v in shape.get("rle").split(",")]
             mask = rle_to_mask([*runs, left, top, left + w - 1, top + h - 1], (height, width))
-            wanted = labels == track_id + 1 if frame == start else expected[start - frame - 1][track_id]
+            wanted = labels == track_id + 1 if frame == start else expected[start - frame][track_id]
             np.testing.assert_array_equal(mask, wanted)
             assert shape.get("outside") == "0" and shape.get("keyframe") == "1"
 
@@ -94,7 +104,7 @@ def test_backward_from_mask_pngs_to_cvat_xml_and_coco(sam2_env, checkpoint, vide
         track_id = annotation["attributes"]["track_id"]
         rle = coco_mask.frPyObjects(annotation["segmentation"], height, width)
         decoded = coco_mask.decode(rle).astype(bool)
-        wanted = labels == track_id + 1 if frame == start else expected[start - frame - 1][track_id]
+        wanted = labels == track_id + 1 if frame == start else expected[start - frame][track_id]
         np.testing.assert_array_equal(decoded, wanted)
         assert annotation["area"] == int(wanted.sum())
     assert len(coco["annotations"]) == 2 * FRAMES
@@ -112,19 +122,35 @@ def test_forward_from_cvat_xml_and_coco_exports_in_process_and_remote(sam2_env, 
     cvat_xml = tmp_path / "task.xml"
     pairs = ";".join(f"{x},{y}" for x, y in zip(polygon[0::2], polygon[1::2], strict=True))
     cvat_xml.write_text(
-        '<annotations><version>1.1</version>'
+        "<annotations><version>1.1</version>"
         '<image id="1" name="img1.png" width="320" height="240">'
         f'<mask label="car" rle="{", ".join(map(str, runs))}" left="{left}" top="{top}" '
         f'width="{right - left + 1}" height="{bottom - top + 1}"/>'
-        f'<polygon label="person" points="{pairs}"/></image></annotations>')
+        f'<polygon label="person" points="{pairs}"/></image></annotations>'
+    )
     rle = coco_mask.encode(np.asfortranarray(mask.astype(np.uint8)))
-    coco = {"images": [{"id": 7, "file_name": "frames/img1.png", "width": 320, "height": 240}],
-            "categories": [{"id": 3, "name": "car"}, {"id": 4, "name": "person"}],
-            "annotations": [
-                {"id": 1, "image_id": 7, "category_id": 3, "bbox": [0, 0, 1, 1], "iscrowd": 1,
-                 "segmentation": {"size": rle["size"], "counts": rle["counts"].decode()}},
-                {"id": 2, "image_id": 7, "category_id": 4, "bbox": [0, 0, 1, 1], "iscrowd": 0,
-                 "segmentation": [polygon]}]}
+    coco = {
+        "images": [{"id": 7, "file_name": "frames/img1.png", "width": 320, "height": 240}],
+        "categories": [{"id": 3, "name": "car"}, {"id": 4, "name": "person"}],
+        "annotations": [
+            {
+                "id": 1,
+                "image_id": 7,
+                "category_id": 3,
+                "bbox": [0, 0, 1, 1],
+                "iscrowd": 1,
+                "segmentation": {"size": rle["size"], "counts": rle["counts"].decode()},
+            },
+            {
+                "id": 2,
+                "image_id": 7,
+                "category_id": 4,
+                "bbox": [0, 0, 1, 1],
+                "iscrowd": 0,
+                "segmentation": [polygon],
+            },
+        ],
+    }
     (tmp_path / "coco.json").write_text(json.dumps(coco))
 
     base = [str(folder), "--start", "1", "--target", "3", "--quiet"]
@@ -139,11 +165,21 @@ def test_remote_run_equals_in_process(sam2_env, video, server_url, tmp_path):
     _, _, mp4 = video
     box = "40,30,200,150"
     args = [str(mp4), "--start", "0", "--target", "2", "--box", box, "--quiet"]
-    here = track_video.run(track_video.parse_args(args))
+    outputs = ["--coco-out", str(tmp_path / "boxes.json"), "--overlay", str(tmp_path / "boxes.gif")]
+    here = track_video.run(track_video.parse_args([*args, *outputs]))
     there = track_video.run(track_video.parse_args([*args, "--url", server_url]))
     assert here == there
     assert here[0] == [{"type": "rectangle", "points": [40.0, 30.0, 200.0, 150.0]}]
     assert all(len(s["points"]) == 4 for s in here[2])
+
+    coco = json.loads((tmp_path / "boxes.json").read_text())
+    assert len(coco["annotations"]) == 3
+    for annotation in coco["annotations"]:  # rectangles: their pixels' box and area
+        x0, y0, x1, y1 = here[annotation["image_id"] - 1][0]["points"]
+        assert annotation["bbox"] == [x0, y0, x1 - x0, y1 - y0]
+        assert annotation["area"] == (x1 - x0) * (y1 - y0)
+        assert annotation["segmentation"] == [[x0, y0, x1, y0, x1, y1, x0, y1]]
+    assert Image.open(tmp_path / "boxes.gif").n_frames == 3
 
 
 def test_video_frames_come_in_either_direction(video, monkeypatch):
@@ -161,26 +197,81 @@ def test_video_frames_come_in_either_direction(video, monkeypatch):
         assert [i for i, _ in source.frames(3, 1)] == [3, 2, 1]
 
 
-def test_coco_compressed_counts_decode_like_pycocotools():
+def test_coco_rle_reads_back_what_pycocotools_encodes():
     rng = np.random.default_rng(0)
-    for _ in range(20):
-        mask = rng.random((37, 23)) > rng.random()
+    masks = [rng.random((37, 23)) > rng.random() for _ in range(20)]
+    masks += [np.zeros((37, 23), bool), np.ones((37, 23), bool)]
+    for mask in masks:
         encoded = coco_mask.encode(np.asfortranarray(mask.astype(np.uint8)))
         compressed = {"size": encoded["size"], "counts": encoded["counts"].decode()}
-        decoded = track_video.coco_rle_to_mask(compressed)
-        np.testing.assert_array_equal(decoded, mask)
-        ours = track_video.mask_to_coco_rle(mask)
+        np.testing.assert_array_equal(coco_rle_to_mask(compressed), mask)
+        ours = mask_to_coco_rle(mask)  # uncompressed: list counts
+        np.testing.assert_array_equal(coco_rle_to_mask(ours), mask)
         back = coco_mask.decode(coco_mask.frPyObjects(ours, *mask.shape)).astype(bool)
         np.testing.assert_array_equal(back, mask)
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--start", "9", "--target", "0", "--box", "1,1,5,5"], "--start 9 is outside the video's frames 0..4"),
-    (["--start", "0", "--target", "2"], "no objects on the start frame 0"),
-    (["--start", "0", "--target", "2", "--box", "1,2,3"], "expected 4 numbers"),
-    (["--start", "0", "--target", "2", "--polygon", "1,2,x"], "comma-separated numbers"),
-    (["--start", "0", "--target", "2", "--polygon", "1,1,2,1"], "a polygon needs at least 3 points"),
-])
+def test_coco_rle_that_does_not_fill_its_size_is_refused():
+    mask = np.zeros((37, 23), bool)
+    mask[5:9, 3:20] = True
+    for smaller in (mask[:-1], mask[:, :-1]):  # counts of a smaller mask: pycocotools leaves pixels unset
+        encoded = coco_mask.encode(np.asfortranarray(smaller.astype(np.uint8)))
+        with pytest.raises(AnnotationError, match="fewer pixels than its size 37x23"):
+            coco_rle_to_mask({"size": [37, 23], "counts": encoded["counts"].decode()})
+        with pytest.raises(AnnotationError, match=f"add up to {smaller.size} pixels"):
+            coco_rle_to_mask({"size": [37, 23], "counts": mask_to_coco_rle(smaller)["counts"]})
+    longer = coco_mask.encode(np.asfortranarray(np.ones((38, 23), np.uint8)))["counts"].decode()
+    with pytest.raises(AnnotationError, match="more pixels"):
+        coco_rle_to_mask({"size": [37, 23], "counts": longer})
+    for rle, message in [
+        ({"size": [37, 23], "counts": [1, -1, 851]}, "not negative"),
+        ({"size": [37, 23], "counts": None}, "list of numbers or a compressed string"),
+        ({"counts": [851]}, '"size": \\[height, width\\]'),
+    ]:
+        with pytest.raises(AnnotationError, match=message):
+            coco_rle_to_mask(rle)
+
+
+def test_bad_annotation_files_are_one_line_errors(video, tmp_path, capsys):
+    _, folder, _ = video
+    short = {"size": [240, 320], "counts": [240 * 320 - 1]}
+    coco = {
+        "images": [{"id": 1, "file_name": "img0.png", "width": 320, "height": 240}],
+        "annotations": [{"id": 5, "image_id": 1, "category_id": 1, "segmentation": short}],
+    }
+    (tmp_path / "short.json").write_text(json.dumps(coco))
+    coco["images"][0]["file_name"] = "other.png"
+    (tmp_path / "other.json").write_text(json.dumps(coco))
+    (tmp_path / "broken.xml").write_text("<annotations><image id='0'>")
+    (tmp_path / "box.xml").write_text(
+        "<annotations><image id='0' name='img0.png'><box label='a' xtl='1'/></image></annotations>"
+    )
+    for flag, name, message in [
+        ("--coco", "short.json", "short.json: annotation 5: a COCO RLE's counts add up to 76799 pixels"),
+        ("--coco", "other.json", "other.json has no image named img0.png (it has e.g. other.png)"),
+        ("--coco", "missing.json", "missing.json cannot be read as COCO JSON"),
+        ("--cvat-xml", "broken.xml", "broken.xml cannot be read as CVAT XML"),
+        ("--cvat-xml", "box.xml", "box.xml: a <box> on frame 0 has missing or non-numeric coordinates"),
+    ]:
+        args = [str(folder), "--start", "0", "--target", "1", flag, str(tmp_path / name), "--quiet"]
+        assert track_video.main(args) == 1
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1 and err.startswith("error: ")
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (
+            ["--start", "9", "--target", "0", "--box", "1,1,5,5"],
+            "--start 9 is outside the video's frames 0..4",
+        ),
+        (["--start", "0", "--target", "2"], "no objects on the start frame 0"),
+        (["--start", "0", "--target", "2", "--box", "1,2,3"], "expected 4 numbers"),
+        (["--start", "0", "--target", "2", "--polygon", "1,2,x"], "comma-separated numbers"),
+        (["--start", "0", "--target", "2", "--polygon", "1,1,2,1"], "a polygon needs at least 3 points"),
+    ],
+)
 def test_user_errors_are_one_line(sam2_env, video, capsys, extra, message):
     _, folder, _ = video
     assert track_video.main([str(folder), *extra, "--quiet"]) == 1

@@ -1,8 +1,9 @@
 """Our frame-by-frame tracker against the official SAM2VideoPredictor.propagate_in_video.
 
-Every state is serialized to bytes and rebuilt between steps, so these tests also prove that the
-state holds everything SAM2's memory needs. The checkpoint's masks depend on memory: a tracker that
-keeps too few pointers or memory frames fails these comparisons (see test_comparison_detects_...).
+Every state goes through the bytes the stores keep (object_state's pieces) and is rebuilt between
+steps, so these tests also prove that the stored state holds everything SAM2's memory needs. The
+checkpoint's masks depend on memory: a tracker that keeps too few pointers or memory frames fails these
+comparisons (see test_comparison_detects_...).
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ import dataclasses
 import numpy as np
 import pytest
 
+from object_state import to_pieces
 from shape_codecs import Box
-from tests.conftest import SMALL, make_tracker
-from tests.oracle import compare, official_logits, our_logits
-from tests.synthetic import moving_objects_scene, write_jpeg_folder
+from tests.support.models import SMALL, make_tracker
+from tests.support.oracle import compare, load_rgb, official_logits, our_logits
+from tests.support.synthetic import moving_objects_scene, write_jpeg_folder
 
 SHORT = 8  # frames at 1024: the predictor's full-size path, fp32
 LONG = 19  # frames at 512: more steps than the 15 pointers and 6 memory frames SAM2 keeps
@@ -38,8 +40,9 @@ def long_video(tmp_path_factory):
 @pytest.fixture(scope="module")
 def long_official_bf16(checkpoint, long_video):
     scene, paths = long_video
-    return official_logits(checkpoint, paths[0].parent, scene.masks[0], LONG, precision="bf16",
-                           overrides=SMALL)
+    return official_logits(
+        checkpoint, paths[0].parent, scene.masks[0], LONG, precision="bf16", overrides=SMALL
+    )
 
 
 def assert_masks_match(official, history):
@@ -64,14 +67,17 @@ def test_fp32_at_full_size_equals_official_predictor(checkpoint, short_video):
 
 
 def test_bf16_over_full_memory_equals_official_predictor_under_autocast(
-        checkpoint, long_video, long_official_bf16):
+    checkpoint, long_video, long_official_bf16
+):
     scene, paths = long_video
     tracker = make_tracker(checkpoint, precision="bf16")
     ours, history = our_logits(tracker, paths, scene.masks[0])
 
     max_diff, flipped = compare(long_official_bf16, ours)
-    print(f"bf16 vs official bf16 over {LONG} frames x 3 objects: max |logit diff| {max_diff}, "
-          f"{flipped} pixels differ")
+    print(
+        f"bf16 vs official bf16 over {LONG} frames x 3 objects: max |logit diff| {max_diff}, "
+        f"{flipped} pixels differ"
+    )
     assert flipped == 0
     assert max_diff <= 1e-4
     assert_masks_match(long_official_bf16, history)
@@ -79,8 +85,9 @@ def test_bf16_over_full_memory_equals_official_predictor_under_autocast(
     assert (len(final.memories), len(final.ptrs), final.step) == (6, 15, LONG - 1)
 
 
-def test_comparison_detects_a_state_keeping_7_pointers_instead_of_15(checkpoint, long_video,
-                                                                     long_official_bf16):
+def test_comparison_detects_a_state_keeping_7_pointers_instead_of_15(
+    checkpoint, long_video, long_official_bf16
+):
     """The checkpoint makes masks depend on memory, so the fidelity tests above would catch a state
     that keeps too little."""
     scene, paths = long_video
@@ -95,28 +102,39 @@ def test_comparison_detects_a_state_keeping_7_pointers_instead_of_15(checkpoint,
 
 
 def test_states_are_immutable_values(checkpoint, long_video):
-    """Stepping the same state twice (a retried request) gives the same result."""
+    """A state cannot be changed in place, stepping does not change it, and stepping the same state
+    twice (a retried request) gives the same result."""
     scene, paths = long_video
     tracker = make_tracker(checkpoint, precision="bf16")
     _, history = our_logits(tracker, paths[:3], scene.masks[0][:1])
     state = history[-1][0].state
-    from tests.oracle import load_rgb
+    before = to_pieces(state)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        state.step = 7
 
     frame = tracker.encode(load_rgb(paths[3]))
     first = tracker.step(frame, [state])[0]
     second = tracker.step(frame, [state])[0]
     assert state.step == 2 and first.state.step == 3
-    assert first.state.to_bytes() == second.state.to_bytes()
+    assert to_pieces(state) == before
+    assert to_pieces(first.state) == to_pieces(second.state) != before
     np.testing.assert_array_equal(first.result.mask, second.result.mask)
-    assert dataclasses.is_dataclass(state)
 
 
 def test_backward_tracking_equals_official_reverse_propagation(checkpoint, short_video):
     """Stepping over the frames in reverse order is propagate_in_video(reverse=True)."""
     scene, paths = short_video
     start = SHORT - 1
-    official = official_logits(checkpoint, paths[0].parent, scene.masks[start], SHORT, precision="bf16",
-                               overrides=SMALL, start_frame=start, reverse=True)
+    official = official_logits(
+        checkpoint,
+        paths[0].parent,
+        scene.masks[start],
+        SHORT,
+        precision="bf16",
+        overrides=SMALL,
+        start_frame=start,
+        reverse=True,
+    )
     tracker = make_tracker(checkpoint, precision="bf16")
     ours, history = our_logits(tracker, paths[::-1], scene.masks[start])
 
@@ -149,8 +167,10 @@ def test_fast_bf16_path_stays_close_to_official_bf16(checkpoint, long_video, lon
 
     max_diff, flipped = compare(long_official_bf16, ours)
     pixels = sum(logits.numel() for logits in long_official_bf16)
-    print(f"fast bf16 vs official bf16 over {LONG} frames x 3 objects: max |logit diff| {max_diff:.3f}, "
-          f"{flipped} of {pixels} mask pixels differ ({100 * flipped / pixels:.3f}%)")
+    print(
+        f"fast bf16 vs official bf16 over {LONG} frames x 3 objects: max |logit diff| {max_diff:.3f}, "
+        f"{flipped} of {pixels} mask pixels differ ({100 * flipped / pixels:.3f}%)"
+    )
     assert flipped / pixels < 0.01
     assert max_diff < 1.0
     assert all(t.result.present for t in history[-1])

@@ -10,28 +10,41 @@ import torch
 from PIL import Image
 
 from config import ConfigError, TrackerConfig
-from model_handler import Sam2Tracker, fill_holes, preprocess, resolve_precision
+from model_handler import Sam2Tracker, fill_holes, preprocess
+from model_loading import resolve_precision
 
 
 def test_environment_is_parsed_once_into_a_config(tmp_path):
-    cfg = TrackerConfig.from_env({
-        "SAM2_CONFIG": "configs/sam2.1/sam2.1_hiera_s.yaml", "SAM2_CHECKPOINT": str(tmp_path / "x.pt"),
-        "SAM2_DEVICE": "CPU", "SAM2_PRECISION": "fp32", "SAM2_FILL_HOLE_AREA": "0",
-    })
-    assert cfg == TrackerConfig(sam2_config="configs/sam2.1/sam2.1_hiera_s.yaml",
-                                checkpoint=tmp_path / "x.pt", device="cpu", precision="fp32",
-                                fill_hole_area=0)
+    cfg = TrackerConfig.from_env(
+        {
+            "SAM2_CONFIG": "configs/sam2.1/sam2.1_hiera_s.yaml",
+            "SAM2_CHECKPOINT": str(tmp_path / "x.pt"),
+            "SAM2_DEVICE": "CPU",
+            "SAM2_PRECISION": "fp32",
+            "SAM2_FILL_HOLE_AREA": "0",
+        }
+    )
+    assert cfg == TrackerConfig(
+        sam2_config="configs/sam2.1/sam2.1_hiera_s.yaml",
+        checkpoint=tmp_path / "x.pt",
+        device="cpu",
+        precision="fp32",
+        fill_hole_area=0,
+    )
     default = TrackerConfig.from_env({})
     assert default.checkpoint.name == "sam2.1_hiera_tiny.pt"
     assert (default.device, default.precision, default.fill_hole_area) == ("auto", "auto", 8)
 
 
-@pytest.mark.parametrize("env, message", [
-    ({"SAM2_PRECISION": "fp16"}, "SAM2_PRECISION='fp16' is not one of auto, fp32, bf16"),
-    ({"SAM2_DEVICE": "tpu"}, "SAM2_DEVICE='tpu'"),
-    ({"SAM2_FILL_HOLE_AREA": "lots"}, "SAM2_FILL_HOLE_AREA='lots' is not an integer"),
-    ({"SAM2_FILL_HOLE_AREA": "-1"}, "at least 0"),
-])
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"SAM2_PRECISION": "fp16"}, "SAM2_PRECISION='fp16' is not one of auto, fp32, bf16"),
+        ({"SAM2_DEVICE": "tpu"}, "SAM2_DEVICE='tpu'"),
+        ({"SAM2_FILL_HOLE_AREA": "lots"}, "SAM2_FILL_HOLE_AREA='lots' is not an integer"),
+        ({"SAM2_FILL_HOLE_AREA": "-1"}, "at least 0"),
+    ],
+)
 def test_bad_settings_name_the_variable(env, message):
     with pytest.raises(ConfigError, match=message):
         TrackerConfig.from_env(env)
@@ -52,8 +65,7 @@ def test_unknown_config_names_the_variable(checkpoint):
 
 
 def test_checkpoint_of_another_model_is_refused(checkpoint):
-    cfg = TrackerConfig(sam2_config="configs/sam2.1/sam2.1_hiera_s.yaml", checkpoint=checkpoint,
-                        device="cpu")
+    cfg = TrackerConfig(sam2_config="configs/sam2.1/sam2.1_hiera_s.yaml", checkpoint=checkpoint, device="cpu")
     with pytest.raises(ConfigError, match="does not fit SAM2_CONFIG"):
         Sam2Tracker.from_config(cfg)
 

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from model_handler import InputError, ObjectState, StateError
-from tests.conftest import make_tracker
-from tests.synthetic import moving_objects_scene
+from model_handler import InputError
+from object_state import ObjectState, StateError, StatePieces, from_pieces, to_pieces
+from tests.support.models import make_tracker
+from tests.support.synthetic import moving_objects_scene
 
 MB = 1_000_000
 
@@ -35,20 +36,21 @@ def test_state_size_at_1024_is_bounded_and_flat(checkpoint, scene):
     frames = [tracker.encode(image) for image in scene.frames[:2]]
     state = tracker.start(frames[0], scene.masks[0][:1])[0].state
     sizes = {}
-    for step in range(1, 31):
+    for step in range(1, 21):
         state = tracker.step(frames[step % 2], [state])[0].state
-        sizes[step] = len(state.to_bytes())
-    print(f"state bytes per object at 1024: after 3 steps {sizes[3]}, after 30 steps {sizes[30]}")
-    assert sizes[30] <= 3.8 * MB
-    assert sizes[3] == sizes[30]
-    assert (len(state.memories), len(state.ptrs), state.step) == (6, 15, 30)
+        sizes[step] = to_pieces(state).size
+    print(f"state bytes per object at 1024: after 3 steps {sizes[3]}, after 20 steps {sizes[20]}")
+    assert max(sizes.values()) <= 3.8 * MB
+    # flat once the history is full (6 memory frames, 15 pointers)
+    assert sizes[3] < sizes[15] == sizes[20]
+    assert (len(state.memories), len(state.ptrs), state.step) == (6, 15, 20)
     # the memory features dominate: 7 frames of (64, 64, 64) bf16
     assert state.nbytes >= 7 * 64 * 64 * 64 * 2
 
 
 def test_bytes_round_trip_is_lossless(started):
     state = started[0].state
-    copy = ObjectState.from_bytes(state.to_bytes())
+    copy = from_pieces(to_pieces(state))
     for field in dataclasses.fields(ObjectState):
         mine, theirs = getattr(state, field.name), getattr(copy, field.name)
         if isinstance(mine, torch.Tensor):
@@ -58,7 +60,7 @@ def test_bytes_round_trip_is_lossless(started):
             assert all(torch.equal(a, b) for a, b in zip(mine, theirs, strict=True))
         else:
             assert mine == theirs
-    assert copy.to_bytes() == state.to_bytes()
+    assert to_pieces(copy) == to_pieces(state)
     assert state.cond_memory.dtype == torch.bfloat16
 
 
@@ -76,20 +78,19 @@ def test_lost_object_is_absent_and_its_state_advances(absent_checkpoint, scene):
         assert tracked.result.score < 0
         assert tracked.state.step == state.step + 1
         assert len(tracked.state.memories) == index
-        state = ObjectState.from_bytes(tracked.state.to_bytes())
+        state = from_pieces(to_pieces(tracked.state))
 
 
 def test_state_from_another_model_is_refused(small_tracker, started, scene):
     foreign = dataclasses.replace(started[0].state, fingerprint="0" * 64)
-    frame = small_tracker.encode(scene.frames[1])
+    small_tracker.check(started[0].state, scene.size)
     with pytest.raises(StateError, match="another SAM2 model"):
-        small_tracker.step(frame, [ObjectState.from_bytes(foreign.to_bytes())])
+        small_tracker.check(from_pieces(to_pieces(foreign)), scene.size)
 
 
-def test_state_on_another_image_size_is_refused(small_tracker, started, scene):
-    smaller = scene.frames[1][:200, :300]
+def test_state_on_another_image_size_is_refused(small_tracker, started):
     with pytest.raises(StateError, match="300x200 but the object was started on a 320x240"):
-        small_tracker.step(small_tracker.encode(smaller), [started[0].state])
+        small_tracker.check(started[0].state, (200, 300))
 
 
 def test_mask_of_another_size_is_refused(small_tracker, scene):
@@ -100,42 +101,59 @@ def test_mask_of_another_size_is_refused(small_tracker, scene):
 
 def _with_info(blob: bytes, **changes) -> bytes:
     (size,) = struct.unpack("<Q", blob[:8])
-    header = json.loads(blob[8:8 + size])
+    header = json.loads(blob[8 : 8 + size])
     info = json.loads(header["__metadata__"]["sam2_tracker"])
     info.update(changes)
     header["__metadata__"]["sam2_tracker"] = json.dumps(info)
     raw = json.dumps(header).encode()
     raw += b" " * (-len(raw) % 8)
-    return struct.pack("<Q", len(raw)) + raw + blob[8 + size:]
+    return struct.pack("<Q", len(raw)) + raw + blob[8 + size :]
 
 
-@pytest.mark.parametrize("mangle", [
-    lambda blob: b"",
-    lambda blob: b"hello",
-    lambda blob: blob[: len(blob) // 2],
-    lambda blob: blob[:8] + b"[" + blob[9:],
-    lambda blob: pickle.dumps({"cond_memory": 1}),
-    lambda blob: _with_info(blob, format="other/1"),
-    lambda blob: _with_info(blob, step=-1),
-    lambda blob: _with_info(blob, step="3"),
-    lambda blob: _with_info(blob, video_size=[0, 10]),
-    lambda blob: _with_info(blob, video_size=[10]),
-    lambda blob: _with_info(blob, fingerprint=None) + b"x",
-], ids=["empty", "text", "truncated", "bad-header", "pickle", "format", "negative-step",
-        "string-step", "zero-size", "bad-size", "trailing-bytes"])
-def test_corrupt_state_bytes_raise_state_error(small_tracker, started, scene, mangle):
+MANGLES = {
+    "empty": lambda blob: b"",
+    "text": lambda blob: b"hello",
+    "truncated": lambda blob: blob[: len(blob) // 2],
+    "bad-header": lambda blob: blob[:8] + b"[" + blob[9:],
+    "pickle": lambda blob: pickle.dumps({"cond_memory": 1}),
+    "format": lambda blob: _with_info(blob, format="other/1"),
+    "trailing-bytes": lambda blob: blob + b"x",
+}
+HEAD_MANGLES = {
+    "negative-step": lambda blob: _with_info(blob, step=-1),
+    "string-step": lambda blob: _with_info(blob, step="3"),
+    "step-beyond-history": lambda blob: _with_info(blob, step=1),
+    "zero-size": lambda blob: _with_info(blob, video_size=[0, 10]),
+    "bad-size": lambda blob: _with_info(blob, video_size=[10]),
+    "bad-capacity": lambda blob: _with_info(blob, max_ptrs="x"),
+}
+CASES = [(piece, name) for piece in ("head", "start", "memory") for name in MANGLES]
+CASES += [("head", name) for name in HEAD_MANGLES]
+
+
+def _mangled(pieces: StatePieces, piece: str, name: str) -> StatePieces:
+    mangle = {**MANGLES, **HEAD_MANGLES}[name]
+    if piece == "memory":
+        return dataclasses.replace(pieces, memories=(mangle(pieces.memories[0]), *pieces.memories[1:]))
+    return dataclasses.replace(pieces, **{piece: mangle(getattr(pieces, piece))})
+
+
+@pytest.mark.parametrize("piece, name", CASES, ids=[f"{piece}-{name}" for piece, name in CASES])
+def test_corrupt_state_pieces_raise_state_error(small_tracker, started, scene, piece, name):
     frame = small_tracker.encode(scene.frames[1])
-    state = small_tracker.step(frame, [started[0].state])[0].state
+    tracked = small_tracker.step(frame, [started[0].state])[0].state
+    tracked = small_tracker.step(frame, [tracked])[0].state  # two memory frames
+    pieces = to_pieces(tracked)
+    from_pieces(pieces)  # the pieces as they are load
     with pytest.raises(StateError):
-        ObjectState.from_bytes(mangle(state.to_bytes()))
+        from_pieces(_mangled(pieces, piece, name))
 
 
 def test_state_with_shapes_that_do_not_fit_the_model_is_refused(small_tracker, started, scene):
     state = started[0].state
     wrong = dataclasses.replace(state, cond_memory=state.cond_memory[:, :, :8, :8].contiguous())
     with pytest.raises(StateError, match="shapes do not fit"):
-        small_tracker.step(small_tracker.encode(scene.frames[1]),
-                           [ObjectState.from_bytes(wrong.to_bytes())])
+        small_tracker.check(from_pieces(to_pieces(wrong)), scene.size)
 
 
 def test_batched_objects_equal_one_by_one_within_float_rounding(checkpoint, scene):

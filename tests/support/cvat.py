@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import contextlib
 import io
+import json
 import os
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import SMALL
+from tests.support.models import SMALL
 
 # Environment variables the function reads; hidden from a function a test starts with its own.
 FUNCTION_SETTINGS = ("SAM2_", "CVAT_FUNCTIONS_REDIS")
@@ -21,7 +23,7 @@ FRAMES = 7  # the start call and 6 continue calls of the shared session
 
 
 def function_env(checkpoint: Path, **extra: str) -> dict[str, str]:
-    """The function at 512 input on the CPU (see tests/conftest.py), with the default hole filling."""
+    """The function at 512 input on the CPU (see tests/support/models.py), with the default hole filling."""
     return {
         "SAM2_CHECKPOINT": str(checkpoint),
         "SAM2_DEVICE": "cpu",
@@ -72,3 +74,32 @@ def start_body(image: bytes, shapes: list[dict[str, Any]]) -> dict[str, Any]:
 
 def continue_body(image: bytes, states: list[str]) -> dict[str, Any]:
     return {"image": b64(image), "shapes": [None] * len(states), "states": states}
+
+
+# ---- what CVAT's server does with our states between calls ------------------------------------
+
+FUNCTION_ID = "pth-facebookresearch-sam2-tracker"  # metadata.name in function*.yaml
+STATE_MAX_AGE = timedelta(hours=8)
+
+
+def _cvat_signer():
+    """Django's TimestampSigner with the salt CVAT's lambda manager uses for tracker states."""
+    from django.conf import settings
+
+    if not settings.configured:
+        settings.configure(SECRET_KEY="cvat-test-secret-key")
+    from django.core.signing import TimestampSigner
+
+    return TimestampSigner(salt=f"cvat-tracker-state:{FUNCTION_ID}")
+
+
+def cvat_signs(states: list[Any]) -> list[str]:
+    """What CVAT hands the browser for the function's states (signed compact JSON)."""
+    signer = _cvat_signer()
+    return [signer.sign(json.dumps(state, separators=(",", ":"))) for state in states]
+
+
+def cvat_unsigns(signed: list[str]) -> list[Any]:
+    """What CVAT sends the function back on the next call (checked, at most 8 hours old)."""
+    signer = _cvat_signer()
+    return [None if s is None else json.loads(signer.unsign(s, max_age=STATE_MAX_AGE)) for s in signed]

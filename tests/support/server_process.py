@@ -12,10 +12,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.cvat_requests import FUNCTION_SETTINGS
-from tests.redis_server import free_port
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT
+from tests.support.cvat import FUNCTION_SETTINGS
+from tests.support.redis_server import free_port
 
 
 class LocalServer:
@@ -35,7 +34,11 @@ class LocalServer:
         output = open(self.log, "w") if self.log else subprocess.DEVNULL
         self.process = subprocess.Popen(
             [sys.executable, "-m", "local_server", "--port", port, "--workers", str(self.workers)],
-            cwd=ROOT, env=self.env, stdout=output, stderr=subprocess.STDOUT)
+            cwd=ROOT,
+            env=self.env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -56,8 +59,9 @@ class LocalServer:
             self.process = None
 
 
-def post(url: str, body: dict[str, Any] | bytes, content_type: str = "application/json",
-         timeout: float = 600) -> tuple[int, dict[str, Any]]:
+def post(
+    url: str, body: dict[str, Any] | bytes, content_type: str = "application/json", timeout: float = 600
+) -> tuple[int, dict[str, Any]]:
     """(status, JSON answer) of a POST; a JSON body is sent as JSON, bytes as they are."""
     payload = body if isinstance(body, bytes) else json.dumps(body).encode()
     request = urllib.request.Request(url, data=payload, method="POST", headers={"Content-Type": content_type})
@@ -66,3 +70,20 @@ def post(url: str, body: dict[str, Any] | bytes, content_type: str = "applicatio
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
+
+
+def run_benchmark(name: str, *args: str, timeout: float = 600) -> dict[str, Any]:
+    """`python -m bench.<name> args...` as a user runs it; its JSON report (the last JSON object it
+    prints). A benchmark that misses its own target exits 1 and still reports."""
+    result = subprocess.run(
+        [sys.executable, "-m", f"bench.{name}", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={k: v for k, v in os.environ.items() if not k.startswith(FUNCTION_SETTINGS)},
+    )
+    start = result.stdout.rfind("\n{")
+    if result.returncode not in (0, 1) or "{" not in result.stdout:
+        raise RuntimeError(f"bench.{name} failed ({result.returncode}): {result.stderr[-2000:]}")
+    return json.loads(result.stdout[start + 1 if start >= 0 else result.stdout.index("{") :])

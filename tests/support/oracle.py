@@ -10,8 +10,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from model_handler import ObjectState, Sam2Tracker, Tracked, upscale_logits
+from model_handler import Sam2Tracker, Tracked, upscale_logits
+from object_state import from_pieces, to_pieces
 from shape_codecs import Box
+from tests.support.models import track_frames
 
 # propagate_in_video caps pointers by min(num_frames, 16); a stream is a long video.
 LONG_VIDEO = 1 << 30
@@ -23,15 +25,26 @@ def precision_context(precision: str):
     return contextlib.nullcontext()
 
 
-def official_logits(checkpoint: Path, frames_dir: Path, start_prompts: Sequence[np.ndarray | Box],
-                    num_frames: int, precision: str = "fp32", overrides: Sequence[str] = (),
-                    start_frame: int = 0, reverse: bool = False) -> list[torch.Tensor]:
+def official_logits(
+    checkpoint: Path,
+    frames_dir: Path,
+    start_prompts: Sequence[np.ndarray | Box],
+    num_frames: int,
+    precision: str = "fp32",
+    overrides: Sequence[str] = (),
+    start_frame: int = 0,
+    reverse: bool = False,
+) -> list[torch.Tensor]:
     """Video-resolution logits (objects, 1, H, W) per frame, in processing order, from
     ``init_state`` + ``add_new_mask`` (or ``add_new_points_or_box``) per object + ``propagate_in_video``."""
     from sam2.build_sam import build_sam2_video_predictor
 
-    predictor = build_sam2_video_predictor("configs/sam2.1/sam2.1_hiera_t.yaml", str(checkpoint),
-                                           device="cpu", hydra_overrides_extra=list(overrides))
+    predictor = build_sam2_video_predictor(
+        "configs/sam2.1/sam2.1_hiera_t.yaml",
+        str(checkpoint),
+        device="cpu",
+        hydra_overrides_extra=list(overrides),
+    )
     predictor.fill_hole_area = 0  # needs sam2's CUDA extension
     with precision_context(precision):
         state = predictor.init_state(str(frames_dir))
@@ -45,8 +58,8 @@ def official_logits(checkpoint: Path, frames_dir: Path, start_prompts: Sequence[
         return [
             logits.clone()
             for _, _, logits in predictor.propagate_in_video(
-                state, start_frame_idx=start_frame, max_frame_num_to_track=num_frames - 1,
-                reverse=reverse)
+                state, start_frame_idx=start_frame, max_frame_num_to_track=num_frames - 1, reverse=reverse
+            )
         ]
 
 
@@ -54,25 +67,24 @@ def load_rgb(path: Path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"))
 
 
-def our_logits(tracker: Sam2Tracker, frame_paths: Sequence[Path], start_prompts: Sequence[np.ndarray | Box],
-               on_step=None) -> tuple[list[torch.Tensor], list[list[Tracked]]]:
-    """Our tracker over the frames in the given order; every state goes through bytes between steps.
-    `on_step(step_index, tracked)` may inspect each step's results."""
-    frame = tracker.encode(load_rgb(frame_paths[0]))
-    tracked = tracker.start(frame, start_prompts)
-    history = [tracked]
-    logits = [_video_logits(tracked, frame.video_size)]
-    for path in frame_paths[1:]:
-        blobs = [t.state.to_bytes() for t in tracked]
-        frame = tracker.encode(load_rgb(path))
-        tracked = tracker.step(frame, [ObjectState.from_bytes(blob) for blob in blobs])
-        history.append(tracked)
-        logits.append(_video_logits(tracked, frame.video_size))
-    return logits, history
+def our_logits(
+    tracker: Sam2Tracker, frame_paths: Sequence[Path], start_prompts: Sequence[np.ndarray | Box]
+) -> tuple[list[torch.Tensor], list[list[Tracked]]]:
+    """Our tracker over the frames in the given order. Between steps every state goes through the
+    bytes the stores keep (object_state's pieces) and comes back parsed and checked, as a state
+    loaded from Redis does."""
+    frames = [load_rgb(path) for path in frame_paths]
+    history = track_frames(tracker, frames, start_prompts, between=through_store_bytes)
+    size = frames[0].shape[:2]
+    return [_video_logits(tracked, size) for tracked in history], history
+
+
+def through_store_bytes(tracked: Sequence[Tracked]) -> list:
+    return [from_pieces(to_pieces(t.state)) for t in tracked]
 
 
 def _video_logits(tracked: Sequence[Tracked], video_size: tuple[int, int]) -> torch.Tensor:
-    return torch.cat([upscale_logits(t.result.logits[None, None], video_size) for t in tracked])
+    return torch.cat([upscale_logits(t.result.logits[None, None].cpu(), video_size) for t in tracked])
 
 
 def compare(official: Sequence[torch.Tensor], ours: Sequence[torch.Tensor]) -> tuple[float, int]:

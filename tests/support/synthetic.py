@@ -30,8 +30,9 @@ MEMORY_SENSITIVE_SCALES = {
 }
 
 
-def random_state_dict(config: str = DEFAULT_CONFIG, seed: int = 0, presence_bias: float = 8.0,
-                      memory_sensitive: bool = True) -> dict[str, torch.Tensor]:
+def random_state_dict(
+    config: str = DEFAULT_CONFIG, seed: int = 0, presence_bias: float = 8.0, memory_sensitive: bool = True
+) -> dict[str, torch.Tensor]:
     """The real SAM2 model from `config`, randomly initialised with `seed`, as a state dict."""
     import sam2  # noqa: F401  (registers sam2's configs with hydra)
     from hydra import compose
@@ -73,8 +74,9 @@ def _texture(rng: np.random.Generator, height: int, width: int, blur: int) -> np
     return cv2.GaussianBlur(noise, (0, 0), blur)
 
 
-def moving_objects_scene(num_frames: int, height: int = 240, width: int = 320, num_objects: int = 3,
-                         seed: int = 0) -> Scene:
+def moving_objects_scene(
+    num_frames: int, height: int = 240, width: int = 320, num_objects: int = 3, seed: int = 0
+) -> Scene:
     """A textured background with `num_objects` textured shapes (ellipse, rectangle, triangle...)
     moving in straight lines; shapes may overlap and leave the image."""
     rng = np.random.default_rng(seed)
@@ -82,14 +84,16 @@ def moving_objects_scene(num_frames: int, height: int = 240, width: int = 320, n
     objects = []
     for index in range(num_objects):
         size = rng.uniform(0.12, 0.22) * min(height, width)
-        objects.append({
-            "kind": index % 3,
-            "size": size,
-            "start": np.array([rng.uniform(0.25, 0.75) * width, rng.uniform(0.25, 0.75) * height]),
-            "velocity": rng.uniform(-0.02, 0.02, size=2) * np.array([width, height]),
-            "texture": _texture(rng, height, width, 1),
-            "angle": rng.uniform(0, 180),
-        })
+        objects.append(
+            {
+                "kind": index % 3,
+                "size": size,
+                "start": np.array([rng.uniform(0.25, 0.75) * width, rng.uniform(0.25, 0.75) * height]),
+                "velocity": rng.uniform(-0.02, 0.02, size=2) * np.array([width, height]),
+                "texture": _texture(rng, height, width, 1),
+                "angle": rng.uniform(0, 180),
+            }
+        )
     frames, masks = [], []
     for t in range(num_frames):
         image = background.copy()
@@ -112,7 +116,7 @@ def moving_objects_scene(num_frames: int, height: int = 240, width: int = 320, n
             frame_masks.append(inside)
         # later objects occlude earlier ones
         for i in range(len(frame_masks)):
-            for later in frame_masks[i + 1:]:
+            for later in frame_masks[i + 1 :]:
                 frame_masks[i] = frame_masks[i] & ~later
         frames.append(image)
         masks.append(frame_masks)
@@ -135,14 +139,21 @@ def write_jpeg_folder(frames: list[np.ndarray], folder: Path, quality: int = 95)
 def random_object_state(seed: int = 0, side: int = 64, video_size: tuple[int, int] = (480, 640)):
     """A started ObjectState with random tensors: `side` 64 is the real size at 1024 input. For
     tests and benchmarks of the state stores, which need no model."""
-    from model_handler import ObjectState
+    from object_state import ObjectState
 
     generator = torch.Generator().manual_seed(seed)
     return ObjectState(
         cond_memory=torch.randn(1, 64, side, side, generator=generator).to(torch.bfloat16),
-        cond_ptr=torch.randn(1, 256, generator=generator), cond_score=torch.tensor([[10.0]]),
-        memories=(), ptrs=(), step=0, max_memories=6, max_ptrs=15, video_size=video_size,
-        fingerprint="f" * 64)
+        cond_ptr=torch.randn(1, 256, generator=generator),
+        cond_score=torch.tensor([[10.0]]),
+        memories=(),
+        ptrs=(),
+        step=0,
+        max_memories=6,
+        max_ptrs=15,
+        video_size=video_size,
+        fingerprint="f" * 64,
+    )
 
 
 def random_step(state, seed: int):

@@ -27,6 +27,7 @@ def png(width: int, height: int, seed: int = 0) -> bytes:
 
 def png_header_only(width: int, height: int) -> bytes:
     """A tiny PNG that declares `width` x `height` (a decompression bomb, or a zero-size image)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
@@ -43,15 +44,26 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-json_scalars = (st.none() | st.booleans() | st.integers(-(2**70), 2**70)
-                | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=12))
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=12)
+)
 json_values = st.recursive(
     json_scalars,
-    lambda children: (st.lists(children, max_size=4)
-                      | st.dictionaries(st.text(max_size=8), children, max_size=4)),
-    max_leaves=12)
-numbers = (st.integers(-2 * WIDTH, 2 * WIDTH) | st.integers(-(2**80), 2**80)
-           | st.floats(allow_nan=True, allow_infinity=True) | st.floats(-100, 100))
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+numbers = (
+    st.integers(-2 * WIDTH, 2 * WIDTH)
+    | st.integers(-(2**80), 2**80)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.floats(-100, 100)
+)
 
 images = st.one_of(
     st.just(b64(VALID_IMAGE)),
@@ -84,7 +96,8 @@ def _rle(mask: np.ndarray) -> list[int]:
 
 
 masks = st.lists(st.booleans(), min_size=WIDTH * HEIGHT, max_size=WIDTH * HEIGHT).map(
-    lambda bits: np.array(bits, dtype=bool).reshape(HEIGHT, WIDTH))
+    lambda bits: np.array(bits, dtype=bool).reshape(HEIGHT, WIDTH)
+)
 mask_points = st.one_of(
     masks.map(_rle),
     masks.map(_rle).map(lambda p: [p[0] + 1, *p[1:]]),  # runs do not add up to the box
@@ -97,8 +110,12 @@ mask_points = st.one_of(
 shapes = st.one_of(
     st.fixed_dictionaries({"type": st.just("polygon"), "points": polygon_points}),
     st.fixed_dictionaries({"type": st.just("mask"), "points": mask_points}),
-    st.fixed_dictionaries({"type": st.sampled_from(["rectangle", "ellipse", "points", "skeleton", "MASK"])
-                           | json_values, "points": st.lists(numbers, max_size=8)}),
+    st.fixed_dictionaries(
+        {
+            "type": st.sampled_from(["rectangle", "ellipse", "points", "skeleton", "MASK"]) | json_values,
+            "points": st.lists(numbers, max_size=8),
+        }
+    ),
     st.lists(numbers, max_size=6),  # a legacy bare point list
     json_values,
 )
@@ -113,9 +130,12 @@ states = st.one_of(
 bodies = st.one_of(
     st.fixed_dictionaries(
         {"image": images},
-        optional={"shapes": st.lists(shapes, max_size=4) | json_values,
-                  "states": st.lists(states, max_size=4) | json_values,
-                  "threshold": json_values}),
+        optional={
+            "shapes": st.lists(shapes, max_size=4) | json_values,
+            "states": st.lists(states, max_size=4) | json_values,
+            "threshold": json_values,
+        },
+    ),
     json_values,
 )
 

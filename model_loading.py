@@ -1,0 +1,132 @@
+"""Building the SAM2 model a tracker runs: device, numeric precision, checkpoint and fingerprint.
+
+The model comes from sam2's own builder and checkpoint loader (`build_sam2_video_predictor`), so a
+checkpoint that loads here loads in the official predictor too. The fingerprint (config name, hydra
+overrides and checkpoint content) is written into every state, so that a state is never resumed by
+another model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from config import ConfigError, TrackerConfig, checkpoint_url
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """The model and the choices made for it, resolved from a `TrackerConfig`."""
+
+    model: torch.nn.Module
+    fingerprint: str
+    precision: str  # "fp32" or "bf16"
+    fast_attention: bool
+    batch_objects: bool
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("SAM2_DEVICE=cuda but no CUDA device is available (use auto or cpu)")
+    return torch.device(device)
+
+
+def cpu_has_native_bf16() -> bool:
+    with contextlib.suppress(Exception):
+        if torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            return True
+    with contextlib.suppress(OSError):
+        flags = Path("/proc/cpuinfo").read_text()
+        return "amx_bf16" in flags or "avx512_bf16" in flags
+    return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if cpu_has_native_bf16() else "fp32"
+
+
+def load(cfg: TrackerConfig) -> LoadedModel:
+    """The model on its device, with the precision, attention kernels and batching `cfg` asks for
+    (`auto` resolved for the machine)."""
+    device = resolve_device(cfg.device)
+    model = load_model(cfg, device)
+    precision = resolve_precision(cfg.precision, device)
+    fast = cfg.fast_attention == "on" or (
+        cfg.fast_attention == "auto" and device.type == "cpu" and precision == "bf16"
+    )
+    batch = cfg.batch_objects == "on" or (cfg.batch_objects == "auto" and device.type == "cuda")
+    fingerprint = model_fingerprint(cfg)
+    logger.info(
+        "SAM2 %s on %s, %s, chunked attention %s, batched objects %s, fingerprint %s",
+        cfg.sam2_config,
+        device,
+        precision,
+        fast,
+        batch,
+        fingerprint[:12],
+    )
+    return LoadedModel(model, fingerprint, precision, fast, batch)
+
+
+def load_model(cfg: TrackerConfig, device: torch.device) -> torch.nn.Module:
+    """The official video predictor model, through sam2's own builder and checkpoint loader."""
+    if not cfg.checkpoint.is_file():
+        url = checkpoint_url(cfg.sam2_config)
+        how = f"download it from {url}" if url else "download the checkpoint that fits SAM2_CONFIG"
+        raise ConfigError(
+            f"SAM2_CHECKPOINT={cfg.checkpoint} does not exist: {how} "
+            f"(e.g. `curl -L -o {cfg.checkpoint} {url or '<url>'}`) or set SAM2_CHECKPOINT"
+        )
+    from hydra.errors import HydraException
+    from sam2.build_sam import build_sam2_video_predictor
+
+    try:
+        model = build_sam2_video_predictor(
+            cfg.sam2_config,
+            str(cfg.checkpoint),
+            device=str(device),
+            hydra_overrides_extra=list(cfg.model_overrides),
+        )
+    except HydraException as error:
+        raise ConfigError(
+            f"SAM2_CONFIG={cfg.sam2_config!r} is not a sam2 config "
+            f"(e.g. configs/sam2.1/sam2.1_hiera_t.yaml): {error}"
+        ) from None
+    except RuntimeError as error:
+        raise ConfigError(
+            f"SAM2_CHECKPOINT={cfg.checkpoint} does not fit SAM2_CONFIG={cfg.sam2_config}: {error}"
+        ) from None
+    # We apply hole filling ourselves (fill_hole_area); the model's own path needs sam2's CUDA extension.
+    model.fill_hole_area = 0
+    return model
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def model_fingerprint(cfg: TrackerConfig) -> str:
+    """Identifies the model a state belongs to: config name, overrides and checkpoint content."""
+    digest = hashlib.sha256()
+    digest.update(cfg.sam2_config.encode())
+    for override in cfg.model_overrides:
+        digest.update(b"\0" + override.encode())
+    digest.update(b"\0" + file_sha256(cfg.checkpoint).encode())
+    return digest.hexdigest()

@@ -1,0 +1,56 @@
+"""Trackers built from random-weight checkpoints through the normal loading path, and the
+start-then-step loop the tests and benchmarks run them through."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from config import TrackerConfig
+from model_handler import Sam2Tracker, Tracked
+from shape_codecs import Box
+
+# Most model tests run SAM2 at 512 input: the same code path as 1024, about 10x cheaper on 2 cores.
+SMALL = ("++model.image_size=512",)
+
+
+def make_tracker(
+    checkpoint: Path,
+    precision: str = "fp32",
+    overrides: tuple[str, ...] = SMALL,
+    fill_hole_area: int = 0,
+    fast_attention: str = "off",
+    batch_objects: str = "off",
+) -> Sam2Tracker:
+    """The exact path by default (official attention kernel, one object at a time): what the fidelity
+    tests compare."""
+    cfg = TrackerConfig(
+        checkpoint=checkpoint,
+        device="cpu",
+        precision=precision,
+        fill_hole_area=fill_hole_area,
+        model_overrides=overrides,
+        fast_attention=fast_attention,
+        batch_objects=batch_objects,
+    )
+    return Sam2Tracker.from_config(cfg)
+
+
+def track_frames(
+    tracker: Sam2Tracker,
+    frames: Sequence[np.ndarray],
+    prompts: Sequence[np.ndarray | Box],
+    between: Callable[[list[Tracked]], list] | None = None,
+) -> list[list[Tracked]]:
+    """Start the objects on the first frame and step them over the others; per frame, the tracked
+    objects. `between` turns each frame's results into the states of the next step (default: the
+    states as they are)."""
+    tracked = tracker.start(tracker.encode(frames[0]), prompts)
+    history = [tracked]
+    for frame in frames[1:]:
+        states = between(tracked) if between else [t.state for t in tracked]
+        tracked = tracker.step(tracker.encode(frame), states)
+        history.append(tracked)
+    return history
