@@ -70,7 +70,8 @@ class TrackerConfig:
     sam2_config: str = DEFAULT_SAM2_CONFIG
     checkpoint: Path = field(default_factory=lambda: default_checkpoint(DEFAULT_SAM2_CONFIG))
     device: str = "auto"  # auto: cuda when available, else cpu
-    precision: str = "auto"  # auto: bf16 autocast on CUDA and on CPUs with native bf16, else fp32
+    # auto: bf16 autocast on CUDA; on a CPU, bf16 where its matrix products are measured faster than fp32
+    precision: str = "auto"
     # Small background holes (in low-resolution mask pixels) filled in the output, as the official
     # predictor does with its CUDA extension (its default is 8); 0 turns it off.
     fill_hole_area: int = 8
