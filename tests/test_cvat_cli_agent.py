@@ -23,12 +23,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import ROOT
 from tests.support.cvat import FUNCTION_SETTINGS, function_env
 
 if sys.version_info < (3, 11):
     pytest.skip("cvat-cli (requirements-dev.txt) needs Python 3.11+", allow_module_level=True)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 # The server the README's commands name; nothing is sent to it.
 SERVER = ["--server-host", "https://app.cvat.ai"]
 
@@ -148,7 +148,7 @@ def agent_session(
     flags = ["-I"] if isolated else []
     completed = subprocess.run(
         [sys.executable, *flags, "-c", AGENT_SESSION, str(tmp_path / "request.json")],
-        cwd=REPO_ROOT,
+        cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
