@@ -77,6 +77,8 @@ class TrackerConfig:
     fill_hole_area: int = 8
     # Extra hydra overrides for the model (e.g. "++model.image_size=512"); part of the model fingerprint.
     model_overrides: tuple[str, ...] = ()
+    # torch threads on the CPU; 0 = the cores this process may use (CPU affinity and cgroup CPU limit)
+    cpu_threads: int = 0
     # Attention as chunked bf16 matmuls (fast_attention.py): auto = on for bf16 on the CPU.
     fast_attention: str = "auto"
     # Objects at the same step tracked in one forward: auto = on with CUDA, where it saves a kernel
@@ -97,6 +99,7 @@ class TrackerConfig:
             precision=_choice(env, "SAM2_PRECISION", cls.precision, PRECISIONS),
             fill_hole_area=_integer(env, "SAM2_FILL_HOLE_AREA", cls.fill_hole_area),
             model_overrides=overrides,
+            cpu_threads=_integer(env, "SAM2_CPU_THREADS", cls.cpu_threads),
             fast_attention=_choice(env, "SAM2_FAST_ATTENTION", cls.fast_attention, ("auto", "on", "off")),
             batch_objects=_choice(env, "SAM2_BATCH_OBJECTS", cls.batch_objects, ("auto", "on", "off")),
         )

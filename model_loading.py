@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,7 @@ import torch
 from config import ConfigError, TrackerConfig, checkpoint_url
 
 logger = logging.getLogger(__name__)
+CGROUP_ROOT = Path("/sys/fs/cgroup")
 # bf16 on the CPU also rounds differently from the official fp32 run: worth it only when clearly faster
 BF16_MIN_SPEEDUP = 1.3
 
@@ -51,6 +54,31 @@ def cpu_has_native_bf16() -> bool:
         flags = Path("/proc/cpuinfo").read_text()
         return "amx_bf16" in flags or "avx512_bf16" in flags
     return False
+
+
+def cgroup_cpu_quota(root: Path = CGROUP_ROOT) -> float | None:
+    """The CPU limit of this process's cgroup in cores (a Docker `--cpus` or Kubernetes CPU limit), or
+    None when there is none. cgroup v2 (`cpu.max`) or v1 (`cpu.cfs_quota_us` / `cpu.cfs_period_us`)."""
+    with contextlib.suppress(OSError, ValueError):
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    for folder in (root / "cpu", root / "cpu,cpuacct", root):
+        with contextlib.suppress(OSError, ValueError):
+            quota = int((folder / "cpu.cfs_quota_us").read_text())
+            period = int((folder / "cpu.cfs_period_us").read_text())
+            return None if quota <= 0 else quota / period
+    return None
+
+
+def available_cpus(root: Path = CGROUP_ROOT) -> int:
+    """Cores this process may really use: its CPU affinity, capped by its cgroup's CPU limit (rounded
+    down, at least 1). torch sizes its thread pool by the machine's cores, and threads beyond a CPU
+    limit only wait for their turn."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    quota = cgroup_cpu_quota(root)
+    if quota is not None:
+        cpus = min(cpus, max(1, math.floor(quota)))
+    return cpus
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -89,6 +117,8 @@ def load(cfg: TrackerConfig) -> LoadedModel:
     """The model on its device, with the precision, attention kernels and batching `cfg` asks for
     (`auto` resolved for the machine)."""
     device = resolve_device(cfg.device)
+    if device.type == "cpu":
+        torch.set_num_threads(cfg.cpu_threads or available_cpus())
     model = load_model(cfg, device)
     precision = resolve_precision(cfg.precision, device)
     fast = cfg.fast_attention == "on" or (
@@ -97,9 +127,10 @@ def load(cfg: TrackerConfig) -> LoadedModel:
     batch = cfg.batch_objects == "on" or (cfg.batch_objects == "auto" and device.type == "cuda")
     fingerprint = model_fingerprint(cfg)
     logger.info(
-        "SAM2 %s on %s, %s, chunked attention %s, batched objects %s, fingerprint %s",
+        "SAM2 %s on %s (%d CPU threads), %s, chunked attention %s, batched objects %s, fingerprint %s",
         cfg.sam2_config,
         device,
+        torch.get_num_threads(),
         precision,
         fast,
         batch,

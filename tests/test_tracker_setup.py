@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections import deque
 
 import numpy as np
@@ -11,7 +12,8 @@ from PIL import Image
 
 from config import ConfigError, TrackerConfig
 from model_handler import Sam2Tracker, fill_holes, preprocess
-from model_loading import resolve_precision
+from model_loading import available_cpus, cgroup_cpu_quota, resolve_precision
+from tests.support.models import make_tracker
 
 
 def test_environment_is_parsed_once_into_a_config(tmp_path):
@@ -124,3 +126,35 @@ def test_fill_holes_matches_a_flood_fill(seed):
         np.testing.assert_array_equal(filled[index, 0], expected)
     assert (filled != logits).any()
     assert torch.equal(fill_holes(torch.from_numpy(logits), 0), torch.from_numpy(logits))
+
+
+@pytest.mark.parametrize(
+    "files, quota",
+    [
+        ({"cpu.max": "150000 100000\n"}, 1.5),  # cgroup v2, docker --cpus=1.5
+        ({"cpu.max": "max 100000\n"}, None),
+        ({"cpu/cpu.cfs_quota_us": "300000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 3.0),  # cgroup v1
+        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+        ({}, None),
+    ],
+)
+def test_cgroup_cpu_limits_are_read(tmp_path, files, quota):
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert cgroup_cpu_quota(tmp_path) == quota
+    cpus = available_cpus(tmp_path)
+    assert 1 <= cpus <= len(os.sched_getaffinity(0))
+    if quota is not None:
+        assert cpus <= max(1, int(quota))
+
+
+def test_cpu_threads_follow_the_setting(checkpoint):
+    before = torch.get_num_threads()
+    try:
+        make_tracker(checkpoint, cpu_threads=1)
+        assert torch.get_num_threads() == 1
+        make_tracker(checkpoint)  # auto: the cores this process may use
+        assert torch.get_num_threads() == available_cpus()
+    finally:
+        torch.set_num_threads(before)

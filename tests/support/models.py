@@ -23,6 +23,7 @@ def make_tracker(
     fill_hole_area: int = 0,
     fast_attention: str = "off",
     batch_objects: str = "off",
+    cpu_threads: int = 0,
 ) -> Sam2Tracker:
     """The exact path by default (official attention kernel, one object at a time): what the fidelity
     tests compare."""
@@ -34,6 +35,7 @@ def make_tracker(
         model_overrides=overrides,
         fast_attention=fast_attention,
         batch_objects=batch_objects,
+        cpu_threads=cpu_threads,
     )
     return Sam2Tracker.from_config(cfg)
 
