@@ -157,7 +157,6 @@ class ObjectPlan:
     """What this call does with one object of the request: start it from a prompt, or continue it
     from its stored state; and the form its answers take."""
 
-    index: int
     answer_form: str
     prompt: Prompt | None = None  # starts on this frame
     echo: Any = None  # the shape as sent, answered back on the start frame
@@ -200,14 +199,14 @@ def plan_objects(app: App, request: TrackRequest, size: tuple[int, int]) -> list
     for index, obj in enumerate(request.objects):
         if index in loaded:
             stored = loaded[index]
-            plans.append(ObjectPlan(index, stored.answer_form, stored=stored))
+            plans.append(ObjectPlan(stored.answer_form, stored=stored))
             continue
         shape = obj.shape
         try:
             prompt = shape_to_prompt(shape.type, shape.points, size)
         except ShapeError as error:
             raise bad_request(f"shapes[{index}]: {error}") from None
-        plans.append(ObjectPlan(index, shape.answer_form, prompt=prompt, echo=shape.sent))
+        plans.append(ObjectPlan(shape.answer_form, prompt=prompt, echo=shape.sent))
     return plans
 
 

@@ -152,9 +152,13 @@ class Head:
     info: dict[str, Any]
 
 
+def start_tensors(state: ObjectState) -> dict[str, torch.Tensor]:
+    """What the start piece holds, by name (as `read_start` gives it back)."""
+    return {"memory": state.cond_memory, "ptr": state.cond_ptr, "score": state.cond_score}
+
+
 def start_bytes(state: ObjectState) -> bytes:
-    tensors = {"memory": state.cond_memory, "ptr": state.cond_ptr, "score": state.cond_score}
-    return pack(START_FORMAT, tensors, {})
+    return pack(START_FORMAT, start_tensors(state), {})
 
 
 def memory_bytes(memory: torch.Tensor) -> bytes:

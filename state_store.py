@@ -45,6 +45,7 @@ from object_state import (
     read_memory,
     read_start,
     start_bytes,
+    start_tensors,
 )
 from tokens import is_token, new_token
 
@@ -291,11 +292,7 @@ class RedisStateStore(StateStore):
             state = update.state
             if update.previous is None:
                 pipe.set(self._cond_key(token), start_bytes(state), ex=self.ttl_seconds)
-                fresh[self._cond_key(token)] = {
-                    "memory": state.cond_memory,
-                    "ptr": state.cond_ptr,
-                    "score": state.cond_score,
-                }
+                fresh[self._cond_key(token)] = start_tensors(state)
             else:
                 pipe.expire(self._cond_key(lineage.cond), self.ttl_seconds)
             if lineage.window and lineage.window[-1] == token:
