@@ -32,6 +32,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from config import ConfigError, TrackerConfig
+from encoder_overheads import remove_encoder_overheads
+from frame_shared import share_first_self_attention
 from model_loading import load
 from object_state import ObjectState, StateError
 from shape_codecs import Box
@@ -155,6 +157,8 @@ class Sam2Tracker:
         self.keep_ptrs = model.max_obj_ptrs_in_encoder - 1 if model.use_obj_ptrs_in_encoder else 0
         self.fast_attention = fast_attention
         self.batch_objects = batch_objects
+        remove_encoder_overheads(model)
+        share_first_self_attention(model.memory_attention)
         if precision == "bf16":
             store_matmul_weights_in_bf16(model)
         if fast_attention:

@@ -9,12 +9,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 from sam2.modeling.backbones.hieradet import MultiScaleAttention
+from sam2.modeling.position_encoding import apply_rotary_enc, compute_axial_cis
 from sam2.modeling.sam.transformer import RoPEAttention
 
 from fast_attention import (
     ChunkedMultiScaleAttention,
     ChunkedRoPEAttention,
+    attend_then_project_values,
     chunked_attention,
+    rotary,
     use_chunked_attention,
 )
 from tests.support.models import make_tracker
@@ -76,3 +79,36 @@ def test_fast_attention_is_on_only_where_configured(checkpoint):
     assert exact.model.memory_attention.layers[0].linear1.weight.dtype == torch.bfloat16
     fp32 = make_tracker(checkpoint, precision="fp32")
     assert fp32.model.memory_attention.layers[0].linear1.weight.dtype == torch.float32
+
+
+@pytest.mark.parametrize("heads", [1, 2])
+def test_values_projected_after_attention_equal_projected_before(heads):
+    """(softmax(q k^T) x) W^T + b equals softmax(q k^T) (x W^T + b): in fp32 up to summation order,
+    in bf16 within bf16 rounding."""
+    generator = torch.Generator().manual_seed(0)
+    v_proj = torch.nn.Linear(64, 256)
+    q = torch.randn(2, heads, 300, 256 // heads, generator=generator)
+    k = torch.randn(2, heads, 900, 256 // heads, generator=generator)
+    x = torch.randn(2, 900, 64, generator=generator)
+    with torch.inference_mode():
+        values = v_proj(x).reshape(2, 900, heads, -1).transpose(1, 2)
+        expected = F.scaled_dot_product_attention(q, k, values)
+        torch.testing.assert_close(
+            attend_then_project_values(q, k, x, v_proj), expected, rtol=1e-5, atol=1e-5
+        )
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            fast = attend_then_project_values(q.bfloat16(), k.bfloat16(), x, v_proj)
+    assert fast.dtype == torch.bfloat16
+    torch.testing.assert_close(fast.float(), expected, rtol=0.05, atol=0.05)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_rotary_equals_sam2s_rotary_encoding_bit_for_bit(dtype):
+    """Queries and repeated memory-frame keys, rotated with the table broadcast instead of copied."""
+    generator = torch.Generator().manual_seed(0)
+    freqs = compute_axial_cis(dim=64, end_x=8, end_y=8)
+    q = torch.randn(2, 1, 64, 64, generator=generator).to(dtype)
+    k = torch.randn(2, 1, 3 * 64, 64, generator=generator).to(dtype)
+    expected_q, expected_k = apply_rotary_enc(q, k, freqs_cis=freqs, repeat_freqs_k=True)
+    assert torch.equal(rotary(q, freqs).type_as(q), expected_q)
+    assert torch.equal(rotary(k, freqs).type_as(k), expected_k)

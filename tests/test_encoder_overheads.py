@@ -1,0 +1,53 @@
+"""The encoder without its overheads gives the same bits as sam2's, and the tracker uses it."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from sam2.modeling.backbones.hieradet import Hiera
+from sam2.modeling.position_encoding import PositionEmbeddingSine
+
+from encoder_overheads import (
+    CachedPositionEmbeddingSine,
+    LeanHiera,
+    remove_encoder_overheads,
+)
+from tests.support.models import make_tracker
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_hiera_without_overheads_equals_sam2s(bf16):
+    torch.manual_seed(0)
+    hiera = Hiera(embed_dim=16, num_heads=1, stages=(1, 1, 1, 1), window_spec=(8, 4, 4, 2)).eval()
+    torch.nn.init.normal_(hiera.pos_embed)
+    torch.nn.init.normal_(hiera.pos_embed_window)
+    cached = copy.deepcopy(hiera)
+    assert remove_encoder_overheads(cached) == 1 and type(cached) is LeanHiera
+    image = torch.randn(1, 3, 128, 128)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        for size in [(32, 32), (64, 48), (32, 32)]:
+            assert torch.equal(cached._get_pos_embed(size), hiera._get_pos_embed(size))
+        for expected, ours in zip(hiera(image), cached(image), strict=True):
+            assert torch.equal(ours, expected)
+            # the neck's convolutions round differently on another memory layout
+            assert ours.stride() == expected.stride()
+
+
+def test_cached_sine_encoding_equals_sam2s_for_every_size_and_batch():
+    encoding = PositionEmbeddingSine(num_pos_feats=64)
+    cached = copy.deepcopy(encoding)
+    assert remove_encoder_overheads(cached) == 1 and type(cached) is CachedPositionEmbeddingSine
+    with torch.inference_mode():
+        for shape in [(1, 64, 16, 16), (3, 64, 16, 16), (1, 64, 8, 12), (1, 64, 16, 16)]:
+            x = torch.zeros(shape)
+            ours = cached(x)
+            assert ours.shape == shape and torch.equal(ours, encoding(x))
+
+
+def test_tracker_runs_the_encoder_without_its_overheads(checkpoint):
+    tracker = make_tracker(checkpoint)
+    kinds = {type(m) for m in tracker.model.modules()}
+    assert {LeanHiera, CachedPositionEmbeddingSine} <= kinds
+    assert Hiera not in kinds and PositionEmbeddingSine not in kinds

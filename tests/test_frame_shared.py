@@ -1,0 +1,42 @@
+"""The first memory-attention layer's self-attention runs once per frame, and an object's result is
+the same bits whether it is tracked alone or with others."""
+
+from __future__ import annotations
+
+import torch
+
+from frame_shared import FrameSharedSelfAttentionLayer
+from tests.support.models import make_tracker
+from tests.support.synthetic import moving_objects_scene
+
+
+def count_calls(module: torch.nn.Module) -> list[int]:
+    calls = [0]
+    module.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    return calls
+
+
+def test_objects_tracked_together_equal_each_tracked_alone(checkpoint):
+    scene = moving_objects_scene(4, seed=11)
+    tracker = make_tracker(checkpoint, precision="bf16", fast_attention="on")
+    first = tracker.model.memory_attention.layers[0]
+    assert type(first) is FrameSharedSelfAttentionLayer
+    assert all(
+        type(layer) is not FrameSharedSelfAttentionLayer
+        for layer in tracker.model.memory_attention.layers[1:]
+    )
+    self_attentions = count_calls(first.self_attn)
+
+    frames = [tracker.encode(image) for image in scene.frames]
+    together = tracker.start(frames[0], scene.masks[0])
+    alone = [tracker.start(frames[0], [mask]) for mask in scene.masks[0]]
+    for frame in frames[1:]:
+        before = self_attentions[0]
+        together = tracker.step(frame, [t.state for t in together])
+        # three objects, one self-attention (the memo is from another frame: not reused across frames)
+        assert self_attentions[0] == before + 1
+        alone = [tracker.step(frame, [single[0].state]) for single in alone]
+        for joint, (single,) in zip(together, alone, strict=True):
+            assert torch.equal(joint.result.logits, single.result.logits)
+            assert torch.equal(joint.state.memories[-1], single.state.memories[-1])
+    assert self_attentions[0] == len(frames) - 1
