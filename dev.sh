@@ -3,7 +3,7 @@
 #   ./dev.sh test [pytest args]   set up .venv with the test tools and run the test suite
 #   ./dev.sh lint                 ruff check and ruff format --check (what CI checks)
 #   ./dev.sh serve                set up .venv, fetch the default checkpoint if absent, serve the
-#                                 function on http://127.0.0.1:${PORT:-8080}
+#                                 function on http://127.0.0.1:8080 (args go to local_server: --port N)
 #   ./dev.sh setup [dev]          only set up .venv
 # Environment: PYTHON (default python3), TORCH_SPEC (default torch==2.13.0; a CUDA machine may want
 # another build), PIP_ARGS (extra pip arguments, e.g. an index URL).

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import torch
 from sam2.modeling.memory_attention import MemoryAttentionLayer
 
+from module_classes import switch_classes
+
 
 @dataclass(frozen=True)
 class _SelfAttentionMemo:
@@ -29,17 +31,12 @@ class _SelfAttentionMemo:
     output: torch.Tensor
 
     def matches(self, tgt: torch.Tensor, query_pos: torch.Tensor | None) -> bool:
-        return same_values(self.tgt, tgt) and (
-            (self.query_pos is None and query_pos is None)
-            or (
-                self.query_pos is not None
-                and query_pos is not None
-                and same_values(self.query_pos, query_pos)
-            )
-        )
+        return same_values(self.tgt, tgt) and same_values(self.query_pos, query_pos)
 
 
-def same_values(a: torch.Tensor, b: torch.Tensor) -> bool:
+def same_values(a: torch.Tensor | None, b: torch.Tensor | None) -> bool:
+    if a is None or b is None:
+        return a is b
     return a.shape == b.shape and a.dtype == b.dtype and a.device == b.device and torch.equal(a, b)
 
 
@@ -59,10 +56,9 @@ class FrameSharedSelfAttentionLayer(MemoryAttentionLayer):
         return output
 
 
+FRAME_SHARED = {MemoryAttentionLayer: FrameSharedSelfAttentionLayer}
+
+
 def share_first_self_attention(memory_attention: torch.nn.Module) -> bool:
     """Switch the first layer of SAM2's memory attention to the frame-shared version."""
-    first = memory_attention.layers[0]
-    if type(first) is not MemoryAttentionLayer:
-        return False
-    first.__class__ = FrameSharedSelfAttentionLayer
-    return True
+    return switch_classes(memory_attention.layers[0], FRAME_SHARED) == 1

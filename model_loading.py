@@ -16,6 +16,7 @@ import math
 import os
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,17 +120,19 @@ def bf16_matmul_speedup(size: int = 1024, repeats: int = 3) -> float:
     generator = torch.Generator().manual_seed(0)
     a = torch.randn(size, size, generator=generator)
     b = torch.randn(size, size, generator=generator)
+    a16, b16 = a.bfloat16(), b.bfloat16()
+    return best_seconds(lambda: a @ b, repeats) / best_seconds(lambda: a16 @ b16, repeats)
 
-    def best_seconds(x: torch.Tensor, y: torch.Tensor) -> float:
-        torch.matmul(x, y)  # the first call sets kernels up
-        times = []
-        for _ in range(repeats):
-            began = time.perf_counter()
-            torch.matmul(x, y)
-            times.append(time.perf_counter() - began)
-        return min(times)
 
-    return best_seconds(a, b) / best_seconds(a.bfloat16(), b.bfloat16())
+def best_seconds(run: Callable[[], object], repeats: int) -> float:
+    """The shortest of `repeats` timed runs, after one untimed run (which sets kernels up)."""
+    run()
+    times = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - began)
+    return min(times)
 
 
 def load(cfg: TrackerConfig) -> LoadedModel:

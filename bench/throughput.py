@@ -21,27 +21,17 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
+from model_loading import best_seconds
 from tests.support.models import make_tracker
 from tests.support.synthetic import moving_objects_scene, write_checkpoint
 
 FULL_MEMORY_STEPS = 7
-
-
-def best_seconds(run: Callable[[], object], repeats: int) -> float:
-    run()
-    times = []
-    for _ in range(repeats):
-        began = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - began)
-    return min(times)
 
 
 def matmul_peak(dtype: torch.dtype, repeats: int) -> float:
