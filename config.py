@@ -79,7 +79,8 @@ class TrackerConfig:
     model_overrides: tuple[str, ...] = ()
     # torch threads on the CPU; 0 = the cores this process may use (CPU affinity and cgroup CPU limit)
     cpu_threads: int = 0
-    # Attention as chunked bf16 matmuls (fast_attention.py): auto = on for bf16 on the CPU.
+    # Attention as chunked bf16 matmuls (fast_attention.py) and, for bf16 on the CPU, oneDNN's linear
+    # with fused activations (onednn_linear.py): auto = on for bf16 on the CPU.
     fast_attention: str = "auto"
     # Objects at the same step tracked in one forward: auto = on with CUDA, where it saves a kernel
     # launch per layer and object. On the CPU it is slower (bigger working set, same FLOPs; see the

@@ -26,6 +26,10 @@ class LeanHiera(Hiera):
     """Hiera with its interpolated position embedding kept per feature-map size, and its first
     stage run on contiguous memory."""
 
+    # False where the neck's 1x1 convolutions run as linears over channels-last input
+    # (onednn_linear.py), for which sam2's layout would be a transposing copy
+    stage_outputs_in_sam2_layout = True
+
     def _get_pos_embed(self, hw: tuple[int, int]) -> torch.Tensor:
         cache = self.__dict__.setdefault("_pos_embed_cache", {})
         key = (tuple(hw), self.pos_embed.device, self.pos_embed.dtype)
@@ -44,7 +48,7 @@ class LeanHiera(Hiera):
         outputs = []
         for index, block in enumerate(self.blocks):
             x = block(x)
-            if block.dim != block.dim_out:
+            if block.dim != block.dim_out or not self.stage_outputs_in_sam2_layout:
                 upstream_layout = None
             if index == self.stage_ends[-1] or (index in self.stage_ends and self.return_interm_layers):
                 features = x if upstream_layout is None else torch.empty_like(upstream_layout).copy_(x)

@@ -128,6 +128,26 @@ def store_matmul_weights_in_bf16(model: torch.nn.Module) -> None:
             module.to(torch.bfloat16)
 
 
+def use_fast_kernels(model: torch.nn.Module, onednn: bool) -> None:
+    """The fast path (SAM2_FAST_ATTENTION): chunked attention in the image encoder and the memory
+    attention; with `onednn` (bf16 on the CPU) the image encoder's linears also run on oneDNN with
+    their MLP activations fused, and the 1x1 convolutions that read its stages as linears over its
+    channels-last outputs. (The memory attention's linears gain nothing measurable from oneDNN: their
+    inner dimensions are 256 wide.)"""
+    from fast_attention import use_chunked_attention
+    from onednn_linear import use_onednn_linears
+
+    use_chunked_attention(model.memory_attention)
+    use_chunked_attention(model.image_encoder)
+    if not onednn:
+        return
+    decoder = model.sam_mask_decoder
+    parts = [model.image_encoder]
+    parts += [decoder.conv_s0, decoder.conv_s1] if model.use_high_res_features_in_sam else []
+    if sum(use_onednn_linears(part) for part in parts):
+        model.image_encoder.trunk.stage_outputs_in_sam2_layout = False
+
+
 def upscale_logits(low_res: torch.Tensor, video_size: tuple[int, int]) -> torch.Tensor:
     """Low-resolution logits to the original image size, as the predictor outputs them."""
     return F.interpolate(low_res, size=video_size, mode="bilinear", align_corners=False)
@@ -162,10 +182,7 @@ class Sam2Tracker:
         if precision == "bf16":
             store_matmul_weights_in_bf16(model)
         if fast_attention:
-            from fast_attention import use_chunked_attention
-
-            use_chunked_attention(model.memory_attention)
-            use_chunked_attention(model.image_encoder)
+            use_fast_kernels(model, onednn=precision == "bf16" and self.device.type == "cpu")
         with self._inference():
             self._maskmem_pos_enc = self._memory_position_encoding()
 

@@ -167,7 +167,12 @@ def memory_bytes(memory: torch.Tensor) -> bytes:
 
 def head_bytes(state: ObjectState, store_fields: Mapping[str, Any] | None = None) -> bytes:
     """The head of `state`; `store_fields` (JSON-able) travel with it and come back in `Head.info`."""
-    ptrs = torch.cat(state.ptrs) if state.ptrs else state.cond_ptr.new_zeros((0, *state.cond_ptr.shape[1:]))
+    # a continued state's pointers come from the store (CPU) and from the model (its device)
+    ptrs = (
+        torch.cat([p.cpu() for p in state.ptrs])
+        if state.ptrs
+        else state.cond_ptr.new_zeros((0, *state.cond_ptr.shape[1:]))
+    )
     fields = {
         "step": state.step,
         "video_size": list(state.video_size),

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import tempfile
 from collections.abc import Callable
@@ -49,9 +50,16 @@ def cpu_flash_attention_flops(query, key, value, *args, out_shape=None, **kwargs
     return sdpa_flop_count(query, key, value)
 
 
+def onednn_linear_flops(x_shape, weight_shape, *args, out_shape=None, **kwargs) -> int:
+    return 2 * math.prod(x_shape) * weight_shape[0]
+
+
 def counted_flops(run: Callable[[], object]) -> int:
-    # torch's counter knows the CUDA attention kernels but not the CPU one
-    mapping = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: cpu_flash_attention_flops}
+    # torch's counter knows the CUDA attention kernels but neither the CPU one nor oneDNN's linear
+    mapping = {
+        torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: cpu_flash_attention_flops,
+        torch.ops.mkldnn._linear_pointwise: onednn_linear_flops,
+    }
     with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
         run()
     return counter.get_total_flops()

@@ -35,6 +35,22 @@ def test_hiera_without_overheads_equals_sam2s(bf16):
             assert ours.stride() == expected.stride()
 
 
+@pytest.mark.parametrize("bf16", [False, True])
+def test_stage_outputs_handed_on_channels_last_hold_the_same_values(bf16):
+    """The fast path's neck reads the first stage channels-last (onednn_linear.PointwiseConv2d)."""
+    torch.manual_seed(0)
+    hiera = Hiera(embed_dim=16, num_heads=1, stages=(1, 1, 1, 1), window_spec=(8, 4, 4, 2)).eval()
+    remove_encoder_overheads(hiera)
+    channels_last = copy.deepcopy(hiera)
+    channels_last.stage_outputs_in_sam2_layout = False
+    image = torch.randn(1, 3, 128, 128)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        for expected, ours in zip(hiera(image), channels_last(image), strict=True):
+            assert torch.equal(ours, expected)
+            assert ours.is_contiguous(memory_format=torch.channels_last)
+        assert not hiera(image)[0].is_contiguous(memory_format=torch.channels_last)
+
+
 def test_cached_sine_encoding_equals_sam2s_for_every_size_and_batch():
     encoding = PositionEmbeddingSine(num_pos_feats=64)
     cached = copy.deepcopy(encoding)

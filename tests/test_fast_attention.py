@@ -58,13 +58,20 @@ def test_chunked_rope_attention_equals_sam2s_layer():
 
 
 @pytest.mark.parametrize("pooled", [False, True])
-def test_chunked_hiera_attention_equals_sam2s_layer(pooled):
+@pytest.mark.parametrize(
+    "shape",
+    [
+        (1, 64, 64, 96),  # global: 4,096 queries (1,024 when pooled), in chunks
+        (30, 8, 8, 96),  # 30 windows of 64 tokens (16 queries when pooled), one product each way
+    ],
+)
+def test_chunked_hiera_attention_equals_sam2s_layer(pooled, shape):
     torch.manual_seed(0)
     q_pool = torch.nn.MaxPool2d(kernel_size=2, stride=2) if pooled else None
     layer = MultiScaleAttention(dim=96, dim_out=96, num_heads=2, q_pool=q_pool).eval()
     chunked = copy.deepcopy(layer)
     assert use_chunked_attention(chunked) == 1 and type(chunked) is ChunkedMultiScaleAttention
-    x = torch.randn(1, 64, 64, 96)  # 4,096 queries (1,024 when pooled): the chunked path
+    x = torch.randn(shape)
     with torch.inference_mode():
         torch.testing.assert_close(chunked(x), layer(x), rtol=1e-5, atol=1e-5)
 

@@ -24,12 +24,13 @@ def make_tracker(
     fast_attention: str = "off",
     batch_objects: str = "off",
     cpu_threads: int = 0,
+    device: str = "cpu",
 ) -> Sam2Tracker:
     """The exact path by default (official attention kernel, one object at a time): what the fidelity
     tests compare."""
     cfg = TrackerConfig(
         checkpoint=checkpoint,
-        device="cpu",
+        device=device,
         precision=precision,
         fill_hole_area=fill_hole_area,
         model_overrides=overrides,

@@ -19,9 +19,9 @@ from tests.support.models import track_frames
 LONG_VIDEO = 1 << 30
 
 
-def precision_context(precision: str):
+def precision_context(precision: str, device: str = "cpu"):
     if precision == "bf16":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
+        return torch.autocast(device, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -34,6 +34,7 @@ def official_logits(
     overrides: Sequence[str] = (),
     start_frame: int = 0,
     reverse: bool = False,
+    device: str = "cpu",
 ) -> list[torch.Tensor]:
     """Video-resolution logits (objects, 1, H, W) per frame, in processing order, from
     ``init_state`` + ``add_new_mask`` (or ``add_new_points_or_box``) per object + ``propagate_in_video``."""
@@ -42,11 +43,11 @@ def official_logits(
     predictor = build_sam2_video_predictor(
         "configs/sam2.1/sam2.1_hiera_t.yaml",
         str(checkpoint),
-        device="cpu",
+        device=device,
         hydra_overrides_extra=list(overrides),
     )
     predictor.fill_hole_area = 0  # needs sam2's CUDA extension
-    with precision_context(precision):
+    with precision_context(precision, device):
         state = predictor.init_state(str(frames_dir))
         state["num_frames"] = LONG_VIDEO
         for obj_id, prompt in enumerate(start_prompts):
@@ -56,7 +57,7 @@ def official_logits(
             else:
                 predictor.add_new_mask(state, start_frame, obj_id, prompt)
         return [
-            logits.clone()
+            logits.to("cpu", copy=True)
             for _, _, logits in predictor.propagate_in_video(
                 state, start_frame_idx=start_frame, max_frame_num_to_track=num_frames - 1, reverse=reverse
             )
@@ -84,7 +85,8 @@ def through_store_bytes(tracked: Sequence[Tracked]) -> list:
 
 
 def _video_logits(tracked: Sequence[Tracked], video_size: tuple[int, int]) -> torch.Tensor:
-    return torch.cat([upscale_logits(t.result.logits[None, None].cpu(), video_size) for t in tracked])
+    # upscaled where the model ran, as the predictor does
+    return torch.cat([upscale_logits(t.result.logits[None, None], video_size).cpu() for t in tracked])
 
 
 def compare(official: Sequence[torch.Tensor], ours: Sequence[torch.Tensor]) -> tuple[float, int]:
