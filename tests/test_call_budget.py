@@ -3,21 +3,13 @@ with the number of objects that fit; a call that fits is served. Costs come from
 
 from __future__ import annotations
 
-import json
-
-import nuclio_sdk
 import pytest
 import yaml
 
 import main
 from config import Settings
 from tests.support import ROOT
-from tests.support.cvat import continue_body, function_instance, start_body
-
-
-def call(platform, body) -> tuple[int, dict]:
-    response = platform.call_handler(main.handler, nuclio_sdk.Event(body=body))
-    return response.status_code, json.loads(response.body)
+from tests.support.cvat import call_function, continue_body, function_instance, start_body
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +39,7 @@ def test_a_call_that_cannot_fit_is_refused_before_any_model_work(budgeted, image
     fitting = app.budget.estimate(0).fitting_objects
     too_many = [start_shapes[1]] * (fitting + 1)
     stored_before = len(app.store)
-    status, answer = call(platform, start_body(images[0], too_many))
+    status, answer = call_function(platform, start_body(images[0], too_many))
     assert status == 413
     message = answer["error"]
     assert f"tracking {fitting + 1} objects" in message and f"about {fitting} objects fit" in message
@@ -55,21 +47,21 @@ def test_a_call_that_cannot_fit_is_refused_before_any_model_work(budgeted, image
     assert encodes[0] == 0  # refused before the image was encoded
     assert len(app.store) == stored_before  # and nothing was stored
 
-    status, answer = call(platform, start_body(images[0], start_shapes))
+    status, answer = call_function(platform, start_body(images[0], start_shapes))
     assert status == 200 and encodes[0] == 1
-    status, _ = call(platform, continue_body(images[1], answer["states"]))
+    status, _ = call_function(platform, continue_body(images[1], answer["states"]))
     assert status == 200 and encodes[0] == 2
 
 
 def test_served_calls_refine_the_estimates(budgeted, images, start_shapes):
     platform, app = budgeted
     before = (app.budget.per_frame_s, app.budget.per_object_s)
-    status, answer = call(platform, start_body(images[0], start_shapes[:1]))
+    status, answer = call_function(platform, start_body(images[0], start_shapes[:1]))
     assert status == 200
     assert app.budget.per_frame_s != before[0]  # every served call refines the per-frame cost
     # the per-object cost only moves once the memory bank is full (the most an object costs)
     for index in range(1, 8):
-        status, answer = call(platform, continue_body(images[index % len(images)], answer["states"]))
+        status, answer = call_function(platform, continue_body(images[index % len(images)], answer["states"]))
         assert status == 200
         full = index > app.tracker.keep_memories
         assert (app.budget.per_object_s != before[1]) == full

@@ -7,8 +7,6 @@ fp32 with TF32 off must be exact; bf16 and batched objects are reported (printed
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -16,7 +14,14 @@ import torch
 from config import TrackerConfig
 from model_handler import Sam2Tracker, fill_holes
 from shape_codecs import mask_to_polygon, polygon_to_mask
-from tests.support.cvat import continue_body, encode_image, function_env, function_environment, start_body
+from tests.support.cvat import (
+    call_function,
+    continue_body,
+    encode_image,
+    function_env,
+    function_environment,
+    start_body,
+)
 from tests.support.models import SMALL, make_tracker, track_frames
 from tests.support.oracle import compare, official_logits, our_logits
 from tests.support.redis_server import RedisServer
@@ -93,10 +98,7 @@ def test_hole_filling_on_cuda_equals_the_cpu():
 def test_a_cvat_session_on_cuda_through_redis_equals_the_tracker_core(checkpoint, tmp_path):
     """Precision and batching left to `auto`, as function-gpu.yaml leaves them (bf16, batched objects);
     video frames as CVAT sends them (PNG); every state through Redis between calls."""
-    import nuclio_sdk
     from nuclio_sdk.test import Platform
-
-    import main
 
     scene = moving_objects_scene(6, seed=5)
     images = [encode_image(frame, "PNG") for frame in scene.frames]
@@ -108,9 +110,9 @@ def test_a_cvat_session_on_cuda_through_redis_equals_the_tracker_core(checkpoint
             platform = Platform()
 
             def call(body: dict) -> dict:
-                response = platform.call_handler(main.handler, nuclio_sdk.Event(body=body))
-                assert response.status_code == 200, response.body
-                return json.loads(response.body)
+                status, answer = call_function(platform, body)
+                assert status == 200, answer
+                return answer
 
             answer = call(start_body(images[0], [{"type": "polygon", "points": p} for p in polygons]))
             answers = []

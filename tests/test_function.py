@@ -12,6 +12,7 @@ import main
 from tests.support.cvat import (
     FRAMES,
     b64,
+    call_function,
     continue_body,
     cvat_signs,
     cvat_unsigns,
@@ -29,24 +30,18 @@ def function_with_redis(checkpoint, redis_server, monkeypatch):
         monkeypatch.setenv(name, value)
 
 
-def call(platform: Platform, body) -> tuple[int, dict]:
-    response = platform.call_handler(main.handler, nuclio_sdk.Event(body=body))
-    assert response.content_type == "application/json"
-    return response.status_code, json.loads(response.body)
-
-
 def test_session_across_two_replicas_equals_the_tracker_core(
     function_with_redis, redis_server, images, start_shapes, expected
 ):
     replicas = [Platform(), Platform()]  # two contexts, two trackers: state only shared through Redis
-    status, body = call(replicas[0], start_body(images[0], start_shapes))
+    status, body = call_function(replicas[0], start_body(images[0], start_shapes))
     assert status == 200
     assert body["shapes"] == start_shapes
     states = body["states"]
     assert len(states) == 2 and all(isinstance(s, str) for s in states)
 
     for index in range(1, FRAMES):
-        status, body = call(replicas[index % 2], continue_body(images[index], states))
+        status, body = call_function(replicas[index % 2], continue_body(images[index], states))
         assert status == 200, body
         mask_shape, polygon_shape = body["shapes"]
         assert mask_shape == {"type": "mask", "points": expected[index - 1][0]}
@@ -66,11 +61,11 @@ def test_states_survive_cvat_signing_them_for_the_browser(
     """CVAT signs each state (Django's TimestampSigner over compact JSON) before the browser keeps it,
     and unsigns it for the next call: the states must come back equal and keep tracking."""
     platform = Platform()
-    _, body = call(platform, start_body(images[0], start_shapes))
+    _, body = call_function(platform, start_body(images[0], start_shapes))
     signed = cvat_signs(body["states"])
     returned = cvat_unsigns(signed)
     assert returned == body["states"]
-    status, body = call(platform, continue_body(images[1], returned))
+    status, body = call_function(platform, continue_body(images[1], returned))
     assert status == 200
     assert [s["points"] for s in body["shapes"]] == list(expected[0])
 
@@ -84,7 +79,7 @@ def test_body_as_bytes_and_extra_fields_are_accepted(function_with_redis, images
     states = json.loads(response.body)["states"]
     # the old UI sends the shapes again with the states: the states win
     payload = {"image": b64(images[1]), "shapes": start_shapes[:1], "states": states}
-    status, body = call(platform, payload)
+    status, body = call_function(platform, payload)
     assert status == 200 and body["shapes"][0]["type"] == "mask" and body["states"][0] != states[0]
 
 
@@ -93,9 +88,9 @@ def test_memory_store_without_redis(checkpoint, monkeypatch, images, start_shape
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("CVAT_FUNCTIONS_REDIS_HOST", raising=False)
     platform = Platform()
-    status, body = call(platform, start_body(images[0], start_shapes))
+    status, body = call_function(platform, start_body(images[0], start_shapes))
     assert status == 200
-    status, body = call(platform, continue_body(images[1], body["states"]))
+    status, body = call_function(platform, continue_body(images[1], body["states"]))
     assert status == 200
     assert body["shapes"][0]["points"] == expected[0][0]
     assert platform._get_handler_context(main.handler).user_data.app.store.describe() == "in-process memory"
@@ -103,8 +98,8 @@ def test_memory_store_without_redis(checkpoint, monkeypatch, images, start_shape
 
 def test_log_line_has_stage_timings_but_no_image_or_tokens(function_with_redis, images, start_shapes, capsys):
     platform = Platform()
-    _, body = call(platform, start_body(images[0], start_shapes[:1]))
-    _, body = call(platform, continue_body(images[1], body["states"]))
+    _, body = call_function(platform, start_body(images[0], start_shapes[:1]))
+    _, body = call_function(platform, continue_body(images[1], body["states"]))
     output = capsys.readouterr().out
     line = [row for row in output.splitlines() if "track" in row and "encode_ms" in row][-1]
     stages = ("decode_ms", "load_ms", "encode_ms", "track_ms", "store_ms", "total_ms")
@@ -120,9 +115,9 @@ def test_a_refused_call_logs_its_reason_and_the_request_shape(
 ):
     """CVAT shows the user only the status: the function's log line is where an admin reads why."""
     platform = Platform()
-    _, body = call(platform, start_body(images[0], start_shapes))
+    _, body = call_function(platform, start_body(images[0], start_shapes))
     smaller = encode_image(scene.frames[1][:120, :160], "PNG")
-    status, answer = call(platform, continue_body(smaller, body["states"]))
+    status, answer = call_function(platform, continue_body(smaller, body["states"]))
     assert status == 400
     output = capsys.readouterr().out
     line = [row for row in output.splitlines() if "track" in row and "400" in row][-1]
@@ -139,12 +134,6 @@ def test_a_refused_call_logs_its_reason_and_the_request_shape(
 def memory_platform(checkpoint):
     """One function instance with the in-process store, shared by the error tests."""
     return function_instance(checkpoint)
-
-
-def raw_call(platform: Platform, body, content_type=None) -> tuple[int, dict]:
-    response = platform.call_handler(main.handler, nuclio_sdk.Event(body=body, content_type=content_type))
-    assert response.content_type == "application/json"
-    return response.status_code, json.loads(response.body)
 
 
 @pytest.mark.parametrize(
@@ -206,25 +195,25 @@ def raw_call(platform: Platform, body, content_type=None) -> tuple[int, dict]:
 def test_bad_requests_get_400_with_a_reason(memory_platform, images, body, content_type, message):
     if isinstance(body, dict) and body.get("image") == "IMAGE":
         body = {**body, "image": b64(images[0])}
-    status, answer = raw_call(memory_platform, body, content_type)
+    status, answer = call_function(memory_platform, body, content_type)
     assert status == 400
     assert message in answer["error"]
 
 
 def test_unknown_or_expired_state_is_404(memory_platform, images):
-    status, answer = raw_call(memory_platform, continue_body(images[1], ["v1." + "A" * 22]))
+    status, answer = call_function(memory_platform, continue_body(images[1], ["v1." + "A" * 22]))
     assert status == 404
     assert "unknown or has expired: re-run the tracker from the current frame" in answer["error"]
 
 
 def test_image_of_another_size_than_the_start_is_400(memory_platform, images, scene, start_shapes):
-    _, body = raw_call(memory_platform, start_body(images[0], start_shapes[:1]))
+    _, body = call_function(memory_platform, start_body(images[0], start_shapes[:1]))
     smaller = encode_image(scene.frames[1][:120, :160], "PNG")
-    status, answer = raw_call(memory_platform, continue_body(smaller, body["states"]))
+    status, answer = call_function(memory_platform, continue_body(smaller, body["states"]))
     assert status == 400
     assert "the image is 160x120 but the object was started on a 320x240 image" in answer["error"]
     # nothing was lost: the state still continues on the right image
-    status, _ = raw_call(memory_platform, continue_body(images[1], body["states"]))
+    status, _ = call_function(memory_platform, continue_body(images[1], body["states"]))
     assert status == 200
 
 
@@ -232,20 +221,20 @@ def test_store_unavailable_is_503_and_recovers_without_restart(
     function_with_redis, redis_server, images, start_shapes
 ):
     platform = Platform()
-    status, body = call(platform, start_body(images[0], start_shapes[:1]))
+    status, body = call_function(platform, start_body(images[0], start_shapes[:1]))
     assert status == 200
     redis_server.stop()
     try:
-        status, answer = call(platform, continue_body(images[1], body["states"]))
+        status, answer = call_function(platform, continue_body(images[1], body["states"]))
         assert status == 503
         assert "state store is unavailable" in answer["error"]
         assert f"127.0.0.1:{redis_server.port}" in answer["error"]
     finally:
         redis_server.start()
     # Redis kept nothing (no persistence): the old state is gone, but the function works again
-    status, answer = call(platform, continue_body(images[1], body["states"]))
+    status, answer = call_function(platform, continue_body(images[1], body["states"]))
     assert status == 404
-    status, body = call(platform, start_body(images[0], start_shapes[:1]))
+    status, body = call_function(platform, start_body(images[0], start_shapes[:1]))
     assert status == 200
 
 
@@ -273,10 +262,11 @@ def test_rectangles_typed_and_in_the_legacy_bare_form(memory_platform, checkpoin
 
     typed = {"type": "rectangle", "points": box}
     for shape, answer_of in ((typed, lambda pts: {"type": "rectangle", "points": pts}), (box, list)):
-        status, body = raw_call(memory_platform, {"image": b64(images[0]), "shapes": [shape], "states": []})
+        body = {"image": b64(images[0]), "shapes": [shape], "states": []}
+        status, body = call_function(memory_platform, body)
         assert status == 200 and body["shapes"] == [shape]
         for index in (1, 2):
-            status, body = raw_call(memory_platform, continue_body(images[index], body["states"]))
+            status, body = call_function(memory_platform, continue_body(images[index], body["states"]))
             assert status == 200
             assert body["shapes"] == [answer_of(boxes[index - 1])]
 
@@ -290,5 +280,5 @@ def test_rectangles_typed_and_in_the_legacy_bare_form(memory_platform, checkpoin
     ],
 )
 def test_bad_rectangles_are_400(memory_platform, images, shape, message):
-    status, answer = raw_call(memory_platform, {"image": b64(images[0]), "shapes": [shape]})
+    status, answer = call_function(memory_platform, {"image": b64(images[0]), "shapes": [shape]})
     assert status == 400 and message in answer["error"]

@@ -58,6 +58,18 @@ def function_instance(checkpoint: Path, **extra: str):
     return platform
 
 
+def call_function(platform, body: Any, content_type: str | None = None) -> tuple[int, dict[str, Any]]:
+    """One call of the Nuclio handler as nuclio-sdk's platform delivers it: (status, answer). Every
+    answer, error or not, is JSON."""
+    import nuclio_sdk
+
+    import main
+
+    response = platform.call_handler(main.handler, nuclio_sdk.Event(body=body, content_type=content_type))
+    assert response.content_type == "application/json"
+    return response.status_code, json.loads(response.body)
+
+
 def encode_image(frame: np.ndarray, fmt: str = "JPEG") -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(frame).save(buffer, format=fmt, quality=92)
