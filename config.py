@@ -55,6 +55,17 @@ def _parsed(env: Mapping[str, str], name: str, default, convert, what: str, mini
     return value
 
 
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={raw!r} is not one of 1, 0 (or true, false)")
+
+
 def _integer(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
     return _parsed(env, name, default, int, "an integer", minimum)
 
@@ -119,6 +130,13 @@ class ShapeConfig:
         return cls(polygon_tolerance=_number(env, "SAM2_POLYGON_TOLERANCE", cls.polygon_tolerance))
 
 
+def _key_prefix(prefix: str) -> str:
+    if "{" in prefix or "}" in prefix:
+        # a brace would become the Redis Cluster hash tag of every key, instead of the object's
+        raise ConfigError(f"SAM2_TRACKER_KEY_PREFIX={prefix!r} must not contain {{ or }}")
+    return prefix
+
+
 @dataclass(frozen=True)
 class StoreConfig:
     """Where object states live between calls: Redis when a host is given, else this process."""
@@ -126,6 +144,8 @@ class StoreConfig:
     redis_host: str | None = None
     redis_port: int = 6379
     redis_password: str | None = field(default=None, repr=False)
+    # A Redis Cluster (redis-py's cluster client; keys hash-tagged per object) instead of one server
+    redis_cluster: bool = False
     ttl_seconds: int = 28800  # CVAT's tracker-state max age (8 hours)
     key_prefix: str = "sam2-tracker:"
     # Memory chunks this process keeps parsed, so that the worker that served a session's last frame
@@ -139,8 +159,9 @@ class StoreConfig:
             redis_host=env.get("CVAT_FUNCTIONS_REDIS_HOST", "").strip() or None,
             redis_port=_integer(env, "CVAT_FUNCTIONS_REDIS_PORT", cls.redis_port, minimum=1),
             redis_password=env.get("CVAT_FUNCTIONS_REDIS_PASSWORD") or None,
+            redis_cluster=_flag(env, "CVAT_FUNCTIONS_REDIS_CLUSTER", cls.redis_cluster),
             ttl_seconds=_integer(env, "SAM2_TRACKER_STATE_TTL", cls.ttl_seconds, minimum=1),
-            key_prefix=env.get("SAM2_TRACKER_KEY_PREFIX", "").strip() or cls.key_prefix,
+            key_prefix=_key_prefix(env.get("SAM2_TRACKER_KEY_PREFIX", "").strip() or cls.key_prefix),
             cache_megabytes=_integer(env, "SAM2_STATE_CACHE_MB", cls.cache_megabytes),
         )
 

@@ -35,7 +35,8 @@ from protocol import (
     shape_type_of,
 )
 from shape_codecs import ShapeError, mask_to_points, shape_to_prompt
-from state_store import StateStore, StoredObject, StoreUnavailable, UnknownState, Update, store_from_config
+from state_store import StateStore, StoredObject, UnknownState, Update, store_from_config
+from store_client import StoreUnavailable
 
 logger = logging.getLogger("sam2-tracker")
 MAX_LOGGED_ERROR = 400  # characters of an error sentence in the log line

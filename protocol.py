@@ -18,7 +18,7 @@ from typing import Any
 
 from config import Limits
 from shape_codecs import SHAPE_TYPES
-from tokens import is_token
+from tokens import is_old_token, is_token
 
 RERUN = "re-run the tracker from the current frame"
 _DATA_URL = re.compile(r"^data:[\w/+.-]*;base64,")
@@ -108,6 +108,10 @@ def parse_request(payload: dict[str, Any], limits: Limits) -> TrackRequest:
         state = states[index] if index < len(states) else None
         shape = shapes[index] if index < len(shapes) else None
         if state is not None:
+            if is_old_token(state):
+                raise RequestError(
+                    404, f"states[{index}] was made by an earlier release of this tracker: {RERUN}"
+                )
             if not is_token(state):
                 raise bad_request(f"states[{index}] is not a state of this tracker: {RERUN}")
             objects.append(ObjectRequest(token=state))

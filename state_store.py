@@ -1,25 +1,26 @@
 """Where each tracked object's SAM2 memory lives between calls.
 
 CVAT gives back, on the next call, the opaque state strings we returned; any replica of the function
-may serve that call, so the memory itself lives in Redis (or Kvrocks, CVAT's ``cvat_redis_ondisk``)
-and the strings are only tokens: ``v1.<random 128-bit token>``.
+may serve that call, so the memory itself lives in Redis, Kvrocks (CVAT's ``cvat_redis_ondisk``) or a
+Redis Cluster, and the strings are only tokens: ``v2.<object tag>.<random 128-bit version>``.
 
 States are immutable versions: every step stores a new version under a new token and never changes an
 old one, so a retried or raced request cannot corrupt a session. Versions share what did not change.
-Per object, Redis holds:
+Per object, the store holds (``{tag}`` is the object's tag, so one object's keys share a cluster slot):
 
-- ``<prefix>c:<token>``: the start frame's memory (written once, by the version that started it);
-- ``<prefix>m:<token>``: the memory features of the frame that version `token` tracked;
-- ``<prefix>v:<token>``: a small head per version: step, object pointers, and the tokens of the
-  start and memory chunks it uses.
+- ``<prefix>{tag}:c:<token>``: the start frame's memory (written once, by the version that started it);
+- ``<prefix>{tag}:m:<token>``: the memory features of the frame that version `token` tracked;
+- ``<prefix>{tag}:v:<token>``: a small head per version: step, object pointers, the tokens of the
+  start and memory pieces it uses and until when each lives.
 
-A step writes one memory piece and one head (about 0.53 MB at 1024 input, against 3.7 MB for the
+A step writes one memory piece and one head (about 0.54 MB at 1024 input, against 3.7 MB for the
 whole state). The previous version stays readable, so the last request can be retried; the one before
-it is deleted as soon as the new version is written, together with the memory chunk that only it used.
-Everything carries the TTL (CVAT's 8-hour state max age), refreshed while the session is tracked.
+it is deleted as soon as the new version is written, together with the memory piece that only it used.
+Lifetimes follow SAM2_TRACKER_STATE_TTL (CVAT's 8-hour state max age); see `RedisStateStore`.
 
-The pieces and their bytes are object_state.py's; this module decides where they live and when they go.
-Only commands Kvrocks supports too: SET with EX, GET, MGET, DEL, EXPIRE, pipelines. No Lua, no modules.
+The pieces and their bytes are object_state.py's; the connection and its errors store_client.py's; this
+module decides where the pieces live and when they go. Only commands Kvrocks 2.7 supports too: SET
+with EX, GET, MGET, DEL, EXPIRE, pipelines. No Lua, no modules.
 """
 
 from __future__ import annotations
@@ -29,10 +30,12 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
 
+import store_client
 from config import StoreConfig
 from object_state import (
     Head,
@@ -47,13 +50,9 @@ from object_state import (
     start_bytes,
     start_tensors,
 )
-from tokens import is_token, new_token
+from tokens import is_token, new_token, object_tag
 
 logger = logging.getLogger(__name__)
-
-
-class StoreUnavailable(Exception):
-    """The state store cannot be reached or refused us; the message says which and why."""
 
 
 class UnknownState(LookupError):
@@ -68,6 +67,8 @@ class Lineage:
     window: tuple[str, ...]  # tokens of the versions holding each memory frame, oldest first
     parent: str | None = None
     dropped: tuple[str, ...] = ()  # memory chunks that left the window at this version
+    # wall-clock time (epoch seconds) until which each of (cond, *window) is known to live; Redis only
+    until: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,7 @@ class MemoryStateStore(StateStore):
         saved = []
         with self._lock:
             for update in updates:
-                token = new_token()
+                token = new_token(None if update.previous is None else object_tag(update.previous.token))
                 stored = StoredObject(token, update.state, update.answer_form, next_lineage(token, update))
                 self._items[token] = (now + self.ttl_seconds, stored)
                 if stored.lineage.parent is not None:
@@ -211,11 +212,28 @@ class ChunkCache:
 
 
 class RedisStateStore(StateStore):
-    """States in Redis (or Kvrocks), shared by every replica of the function."""
+    """States in Redis, Kvrocks or a Redis Cluster, shared by every replica of the function.
 
-    def __init__(self, client, cfg: StoreConfig | None = None, where: str = "redis"):
+    Keys: ``<prefix>{<object tag>}:v|c|m:<token>``. The braces make the object's tag the Redis Cluster
+    hash tag, so all of an object's pieces, across its versions, share one slot: its reads are one MGET
+    and its deletes one DEL, wherever the object lives. Objects of one call are spread over the slots
+    and sent as one pipeline (the cluster client splits it per node).
+
+    Lifetimes, chosen for Kvrocks, where an EXPIRE rewrites a string's whole value on disk: a head lives
+    one TTL (a session idle longer answers 404); a piece is written to live two TTLs, the head records
+    until when, and a step refreshes only the pieces that would not outlive its new head by a margin. So
+    every piece a live head references outlives it, a piece is refreshed at most once per ~0.9 TTL of
+    wall time (never in a session of frames seconds apart), and an abandoned session leaves the store
+    within two TTLs of its last frame.
+    """
+
+    def __init__(
+        self, client: Any = None, cfg: StoreConfig | None = None, where: str = "redis", connect=None
+    ):
         cfg = cfg or StoreConfig()
-        self.client = client
+        self._client = client
+        self._connect = connect  # makes the client on first use, when none was given
+        self._connecting = threading.Lock()
         self.ttl_seconds = cfg.ttl_seconds
         self.prefix = cfg.key_prefix
         self.where = where
@@ -223,117 +241,141 @@ class RedisStateStore(StateStore):
 
     @classmethod
     def from_config(cls, cfg: StoreConfig) -> RedisStateStore:
-        import redis
-        from redis.backoff import ExponentialBackoff
-        from redis.retry import Retry
-
-        # A short retry: a frame is better answered 503 at once than after redis-py's default
-        # backoff of up to 10 s per try (a wrong password is retried too, it is a connection error).
-        client = redis.Redis(
-            host=cfg.redis_host,
-            port=cfg.redis_port,
-            password=cfg.redis_password,
-            socket_connect_timeout=2,
-            socket_timeout=30,
-            health_check_interval=30,
-            retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=2),
-        )
-        return cls(client, cfg, where=f"Redis at {cfg.redis_host}:{cfg.redis_port}")
+        return cls(cfg=cfg, where=store_client.describe(cfg), connect=store_client.connector(cfg))
 
     def describe(self) -> str:
         return self.where
 
-    def _head_key(self, token: str) -> str:
-        return f"{self.prefix}v:{token}"
+    @property
+    def piece_ttl(self) -> int:
+        return 2 * self.ttl_seconds
 
-    def _cond_key(self, token: str) -> str:
-        return f"{self.prefix}c:{token}"
+    @property
+    def refresh_margin(self) -> float:
+        """How much longer than its head a piece must still live not to be refreshed: room for the
+        time a call takes and for clock differences between replicas."""
+        return 0.1 * self.ttl_seconds
 
-    def _memory_key(self, token: str) -> str:
-        return f"{self.prefix}m:{token}"
+    def head_key(self, token: str) -> str:
+        return self._key("v", token)
+
+    def start_key(self, token: str) -> str:
+        return self._key("c", token)
+
+    def memory_key(self, token: str) -> str:
+        return self._key("m", token)
+
+    def _key(self, kind: str, token: str) -> str:
+        return f"{self.prefix}{{{object_tag(token)}}}:{kind}:{token}"
+
+    def _client_now(self):
+        if self._client is None:
+            with self._connecting:
+                if self._client is None:
+                    self._client = self._connect()
+        return self._client
 
     def load(self, tokens: Sequence[str]) -> list[StoredObject]:
-        heads = self._call(lambda: self.client.mget([self._head_key(t) for t in tokens]))
+        heads = self._call(lambda pipe: [pipe.get(self.head_key(t)) for t in tokens])
         if any(head is None for head in heads):
             raise UnknownState("unknown or expired state")
-        parsed = [_parse_head(head) for head in heads]
-        chunks = self._chunks([key for _, lineage, _ in parsed for key in self._chunk_keys(lineage)])
+        parsed = [_parse_head(head, token) for head, token in zip(heads, tokens, strict=True)]
+        chunks = self._chunks([self._piece_keys(lineage) for _, lineage, _ in parsed])
         loaded = []
         for token, (head, lineage, answer_form) in zip(tokens, parsed, strict=True):
-            cond, *memories = (chunks[key] for key in self._chunk_keys(lineage))
+            cond, *memories = (chunks[key] for key in self._piece_keys(lineage))
             state = assemble(head, cond, [m["memory"] for m in memories])
             loaded.append(StoredObject(token, state, answer_form, lineage))
         return loaded
 
-    def _chunk_keys(self, lineage: Lineage) -> list[str]:
-        return [self._cond_key(lineage.cond), *(self._memory_key(t) for t in lineage.window)]
+    def _piece_keys(self, lineage: Lineage) -> list[str]:
+        return [self.start_key(lineage.cond), *(self.memory_key(t) for t in lineage.window)]
 
-    def _chunks(self, keys: list[str]) -> dict[str, dict[str, torch.Tensor]]:
-        """Parsed chunks by key: from this process's cache, the others in one MGET."""
-        found = {key: self.cache.get(key) for key in dict.fromkeys(keys)}
-        missing = [key for key, tensors in found.items() if tensors is None]
+    def _chunks(self, per_object: list[list[str]]) -> dict[str, dict[str, torch.Tensor]]:
+        """Parsed pieces by key: from this process's cache, the others in one MGET per object (one
+        slot each), all in one pipeline."""
+        found = {key: self.cache.get(key) for keys in per_object for key in keys}
+        missing = [[key for key in dict.fromkeys(keys) if found[key] is None] for keys in per_object]
+        missing = [keys for keys in missing if keys]
         if missing:
-            for key, data in zip(missing, self._call(lambda: self.client.mget(missing)), strict=True):
-                if data is None:
-                    raise UnknownState("unknown or expired state")
-                is_cond = key.startswith(self._cond_key(""))
-                found[key] = read_start(data) if is_cond else {"memory": read_memory(data)}
-                self.cache.put(key, found[key])
+            replies = self._call(lambda pipe: [pipe.mget(keys) for keys in missing])
+            for keys, values in zip(missing, replies, strict=True):
+                for key, data in zip(keys, values, strict=True):
+                    if data is None:
+                        raise UnknownState("unknown or expired state")
+                    is_start = key.rsplit(":", 2)[-2] == "c"
+                    found[key] = read_start(data) if is_start else {"memory": read_memory(data)}
+                    self.cache.put(key, found[key])
         return found
 
     def save(self, updates: Sequence[Update]) -> list[StoredObject]:
-        saved = []
+        now = time.time()
+        planned = []
+        for update in updates:
+            token = new_token(None if update.previous is None else object_tag(update.previous.token))
+            lineage, refresh = self._lifetimes(token, next_lineage(token, update), update.previous, now)
+            planned.append((token, update, lineage, refresh))
         fresh: dict[str, dict[str, torch.Tensor]] = {}
         gone: list[str] = []
-        pipe = self.client.pipeline(transaction=False)
-        for update in updates:
-            token = new_token()
-            lineage = next_lineage(token, update)
-            state = update.state
-            if update.previous is None:
-                pipe.set(self._cond_key(token), start_bytes(state), ex=self.ttl_seconds)
-                fresh[self._cond_key(token)] = start_tensors(state)
-            else:
-                pipe.expire(self._cond_key(lineage.cond), self.ttl_seconds)
-            if lineage.window and lineage.window[-1] == token:
-                pipe.set(self._memory_key(token), memory_bytes(state.memories[-1]), ex=self.ttl_seconds)
-                fresh[self._memory_key(token)] = {"memory": state.memories[-1]}
-            for older in lineage.window[:-1]:
-                pipe.expire(self._memory_key(older), self.ttl_seconds)
-            pipe.set(
-                self._head_key(token), _head_bytes(state, update.answer_form, lineage), ex=self.ttl_seconds
-            )
-            if update.previous is not None and update.previous.lineage.parent is not None:
-                # The grandparent version and the memory only it still used: nothing can reach them
-                # once the parent is superseded too.
-                dead = [self._memory_key(t) for t in update.previous.lineage.dropped]
-                pipe.delete(self._head_key(update.previous.lineage.parent), *dead)
-                gone.extend(dead)
-            saved.append(StoredObject(token, state, update.answer_form, lineage))
-        self._call(pipe.execute)
+
+        def queue(pipe) -> None:
+            for token, update, lineage, refresh in planned:
+                state = update.state
+                if update.previous is None:
+                    pipe.set(self.start_key(token), start_bytes(state), ex=self.piece_ttl)
+                    fresh[self.start_key(token)] = start_tensors(state)
+                if lineage.window and lineage.window[-1] == token:
+                    pipe.set(self.memory_key(token), memory_bytes(state.memories[-1]), ex=self.piece_ttl)
+                    fresh[self.memory_key(token)] = {"memory": state.memories[-1]}
+                for key in refresh:
+                    pipe.expire(key, self.piece_ttl)
+                head = _head_bytes(state, update.answer_form, lineage)
+                pipe.set(self.head_key(token), head, ex=self.ttl_seconds)
+                if update.previous is not None and update.previous.lineage.parent is not None:
+                    # The grandparent version and the memory only it still used: nothing can reach
+                    # them once the parent is superseded too. One object, one slot: one DEL.
+                    dead = [self.memory_key(t) for t in update.previous.lineage.dropped]
+                    pipe.execute_command("DEL", self.head_key(update.previous.lineage.parent), *dead)
+                    gone.extend(dead)
+
+        self._call(queue)
         self.cache.discard(gone)
         for key, tensors in fresh.items():
             self.cache.put(key, {name: t.detach().to("cpu") for name, t in tensors.items()})
-        return saved
+        return [StoredObject(token, u.state, u.answer_form, lineage) for token, u, lineage, _ in planned]
 
-    def _call(self, action):
-        import redis
+    def _lifetimes(
+        self, token: str, lineage: Lineage, previous: StoredObject | None, now: float
+    ) -> tuple[Lineage, list[str]]:
+        """`lineage` with until when each of its pieces lives, and the keys of the pieces to refresh."""
+        known = {}
+        if previous is not None:
+            old = previous.lineage
+            known = dict(zip((old.cond, *old.window), old.until, strict=True))
+        written_until = now + self.piece_ttl
+        needed = now + self.ttl_seconds + self.refresh_margin
+        until, refresh = [], []
+        for index, piece in enumerate((lineage.cond, *lineage.window)):
+            if piece == token:  # written by this step
+                until.append(written_until)
+            elif known.get(piece, 0.0) >= needed:
+                until.append(known[piece])
+            else:
+                until.append(written_until)
+                refresh.append(self.start_key(piece) if index == 0 else self.memory_key(piece))
+        return replace(lineage, until=tuple(until)), refresh
 
+    def _call(self, queue):
+        """Run the commands `queue` puts on a pipeline; their replies, or `StoreUnavailable`."""
         try:
-            return action()
-        except redis.AuthenticationError as error:
-            raise StoreUnavailable(
-                f"{self.where} refused the password ({error}): set "
-                "CVAT_FUNCTIONS_REDIS_PASSWORD to the server's password"
-            ) from None
-        except redis.ResponseError as error:
-            if str(error).startswith(("NOAUTH", "WRONGPASS")):
-                raise StoreUnavailable(
-                    f"{self.where} requires a password: set CVAT_FUNCTIONS_REDIS_PASSWORD"
-                ) from None
-            raise StoreUnavailable(f"{self.where} refused the request ({error})") from None
-        except redis.RedisError as error:
-            raise StoreUnavailable(f"{self.where} is unavailable ({error})") from None
+            pipe = self._client_now().pipeline(transaction=False)
+            queue(pipe)
+            return pipe.execute()
+        except Exception as error:
+            unavailable = store_client.translate(error, self.where)
+            if unavailable is None:
+                raise
+            raise unavailable from None
 
 
 def _head_bytes(state: ObjectState, answer_form: str, lineage: Lineage) -> bytes:
@@ -345,24 +387,33 @@ def _head_bytes(state: ObjectState, answer_form: str, lineage: Lineage) -> bytes
             "window": list(lineage.window),
             "parent": lineage.parent,
             "dropped": list(lineage.dropped),
+            "until": list(lineage.until),
         },
     )
 
 
-def _parse_head(data: bytes) -> tuple[Head, Lineage, str]:
+def _parse_head(data: bytes, token: str) -> tuple[Head, Lineage, str]:
+    """The head stored for `token`; its pieces must belong to the same object (one slot)."""
     head = read_head(data)
     info = head.info
     try:
         tokens = [info["cond"], *info["window"], *info["dropped"]]
         if info["parent"] is not None:
             tokens.append(info["parent"])
-        if not all(is_token(t) for t in tokens) or not isinstance(info["answer_form"], str):
+        tag = object_tag(token)
+        if not all(is_token(t) and object_tag(t) == tag for t in tokens):
             raise ValueError("bad tokens")
+        if not isinstance(info["answer_form"], str):
+            raise ValueError("bad answer form")
+        until = tuple(float(t) for t in info["until"])
+        if len(until) != 1 + len(info["window"]):
+            raise ValueError("bad lifetimes")
         lineage = Lineage(
             cond=info["cond"],
             window=tuple(info["window"]),
             parent=info["parent"],
             dropped=tuple(info["dropped"]),
+            until=until,
         )
     except (KeyError, TypeError, ValueError):
         raise StateError("corrupt tracker state (bad head)") from None

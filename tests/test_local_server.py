@@ -31,5 +31,5 @@ def test_session_over_http_equals_the_tracker_core(server_url, images, start_sha
 def test_errors_over_http(server_url, images):
     assert post(server_url, b"{oops")[0] == 400
     assert post(server_url, b"{oops", content_type="text/plain")[0] == 400
-    status, body = post(server_url, continue_body(images[0], ["v1." + "B" * 22]))
+    status, body = post(server_url, continue_body(images[0], ["v2." + "B" * 11 + "." + "B" * 22]))
     assert status == 404 and "re-run the tracker" in body["error"]

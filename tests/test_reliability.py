@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from nuclio_sdk.test import Platform
 
 import main
+from state_store import RedisStateStore
 from tests.support.cvat import FRAMES, b64, continue_body, function_env, function_instance, start_body
 from tests.support.redis_server import RedisServer
 from tests.support.request_strategies import VALID_IMAGE, raw_bodies
@@ -106,7 +107,8 @@ def test_planted_pickle_state_is_refused_and_never_executed(
             return (marker.write_text, ("pwned",))
 
     token = body["states"][0]
-    redis_server.client().set(f"sam2-tracker:v:{token}", pickle.dumps(Exploit()))
+    head_key = RedisStateStore(redis_server.client()).head_key(token)
+    redis_server.client().set(head_key, pickle.dumps(Exploit()))
     status, answer = call(platform, continue_body(images[1], [token]))
     assert status == 400
     assert "corrupt" in answer["error"] and "re-run the tracker" in answer["error"]

@@ -121,7 +121,8 @@ shapes = st.one_of(
 )
 
 states = st.one_of(
-    st.just("v1." + "A" * 22),  # well-formed, unknown
+    st.just("v2." + "A" * 11 + "." + "A" * 22),  # well-formed, unknown
+    st.just("v1." + "A" * 22),  # an earlier release's
     st.text(max_size=30),
     st.just("v1.../../../etc/passwd"),
     json_values,
