@@ -6,6 +6,7 @@
 #   CVAT_FUNCTIONS_REDIS_HOST [cvat_redis_ondisk]  where tracking states live (Redis or Kvrocks)
 #   CVAT_FUNCTIONS_REDIS_PORT [6666]
 #   CVAT_FUNCTIONS_REDIS_PASSWORD [none]           passed on only when set
+#   CVAT_FUNCTIONS_REDIS_CLUSTER [none]            1: the host is a node of a Redis Cluster (passed on only when set)
 #   CVAT_NETWORK [cvat_cvat]                       Docker network of the CVAT containers
 set -euo pipefail
 
@@ -29,6 +30,9 @@ fi
 env_args=(--env "CVAT_FUNCTIONS_REDIS_HOST=$redis_host" --env "CVAT_FUNCTIONS_REDIS_PORT=$redis_port")
 if [ -n "${CVAT_FUNCTIONS_REDIS_PASSWORD:-}" ]; then
     env_args+=(--env "CVAT_FUNCTIONS_REDIS_PASSWORD=$CVAT_FUNCTIONS_REDIS_PASSWORD")
+fi
+if [ -n "${CVAT_FUNCTIONS_REDIS_CLUSTER:-}" ]; then
+    env_args+=(--env "CVAT_FUNCTIONS_REDIS_CLUSTER=$CVAT_FUNCTIONS_REDIS_CLUSTER")
 fi
 
 nuctl get project cvat --platform local >/dev/null 2>&1 || nuctl create project cvat --platform local

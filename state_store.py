@@ -298,7 +298,8 @@ class RedisStateStore(StateStore):
         missing = [[key for key in dict.fromkeys(keys) if found[key] is None] for keys in per_object]
         missing = [keys for keys in missing if keys]
         if missing:
-            replies = self._call(lambda pipe: [pipe.mget(keys) for keys in missing])
+            # execute_command: redis-py's cluster pipeline blocks its mget method, not the command
+            replies = self._call(lambda pipe: [pipe.execute_command("MGET", *keys) for keys in missing])
             for keys, values in zip(missing, replies, strict=True):
                 for key, data in zip(keys, values, strict=True):
                     if data is None:

@@ -186,6 +186,7 @@ def test_deploy_with_redis_from_the_environment_and_another_folder(stub_nuctl, t
         CVAT_FUNCTIONS_REDIS_HOST="redis.internal",
         CVAT_FUNCTIONS_REDIS_PORT="6380",
         CVAT_FUNCTIONS_REDIS_PASSWORD="s3cret pass",
+        CVAT_FUNCTIONS_REDIS_CLUSTER="1",
     )
     assert result.returncode == 0, result.stderr
     assert ["create", "project", "cvat", "--platform", "local"] not in calls  # the project exists
@@ -196,6 +197,7 @@ def test_deploy_with_redis_from_the_environment_and_another_folder(stub_nuctl, t
         "CVAT_FUNCTIONS_REDIS_HOST": "redis.internal",
         "CVAT_FUNCTIONS_REDIS_PORT": "6380",
         "CVAT_FUNCTIONS_REDIS_PASSWORD": "s3cret pass",
+        "CVAT_FUNCTIONS_REDIS_CLUSTER": "1",
     }
     assert "s3cret" not in result.stdout + result.stderr
 

@@ -12,21 +12,34 @@ from pathlib import Path
 import redis
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def free_port(bus_offset: int = 0) -> int:
+    """A free loopback port; with `bus_offset`, one whose port + offset is free too (a cluster node's
+    bus)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if not bus_offset:
+            return port
+        if port + bus_offset < 65536:
+            with socket.socket() as bus:
+                try:
+                    bus.bind(("127.0.0.1", port + bus_offset))
+                    return port
+                except OSError:
+                    pass
 
 
 class RedisServer:
-    def __init__(self, directory: Path, password: str | None = None):
+    def __init__(self, directory: Path, password: str | None = None, extra: tuple[str, ...] = ()):
         executable = shutil.which("redis-server")
         if executable is None:
             raise RuntimeError("redis-server is not installed (Debian/Ubuntu: apt-get install redis-server)")
         self.executable = executable
         self.directory = directory
         self.password = password
-        self.port = free_port()
+        self.extra = extra
+        self.port = free_port(bus_offset=10000 if "--cluster-enabled" in extra else 0)
         self.process: subprocess.Popen | None = None
 
     def start(self) -> RedisServer:
@@ -47,6 +60,7 @@ class RedisServer:
         ]
         if self.password:
             args += ["--requirepass", self.password]
+        args += self.extra
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         atexit.register(self.stop)  # never outlive the tests, even when one fails before its stop()
         deadline = time.monotonic() + 10
