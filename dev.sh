@@ -42,15 +42,16 @@ setup() {
 }
 
 ensure_redis_server() {
-    # The tests start and stop their own redis-server; only the binary is needed.
-    command -v redis-server >/dev/null && return 0
+    # The tests start and stop their own redis-server (and a Redis Cluster made with redis-cli); only
+    # the binaries are needed. Debian's redis-server package brings redis-cli (redis-tools).
+    command -v redis-server >/dev/null && command -v redis-cli >/dev/null && return 0
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         echo "installing redis-server (apt-get)" >&2
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null \
             || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
     fi
-    command -v redis-server >/dev/null || {
-        echo "redis-server is needed by the tests: install it (Debian/Ubuntu: apt-get install redis-server," \
+    command -v redis-server >/dev/null && command -v redis-cli >/dev/null || {
+        echo "redis-server and redis-cli are needed by the tests: install them (Debian/Ubuntu: apt-get install redis-server," \
              "macOS: brew install redis)" >&2
         exit 1
     }
