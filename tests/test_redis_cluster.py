@@ -83,7 +83,8 @@ def test_a_master_stopped_mid_session_is_503_then_the_session_continues_or_is_40
     try:
         status, answer = call_function(worker, continue_body(images[1], body["states"]))
         assert status == 503
-        assert "the tracking state store is unavailable" in answer["error"] and "Redis Cluster" in answer["error"]
+        assert "the tracking state store is unavailable" in answer["error"]
+        assert "Redis Cluster" in answer["error"]
     finally:
         master.start()
         cluster.wait_until_ok()
@@ -99,7 +100,7 @@ def test_cluster_errors_are_store_unavailable_never_a_crash(cluster):
     for node in cluster.nodes:
         node.stop()
     try:
-        with pytest.raises(StoreUnavailable, match="Redis Cluster at .* is unavailable"):
+        with pytest.raises(StoreUnavailable, match=r"Redis Cluster at .* is unavailable"):
             store.load([stored.token])
     finally:
         for node in cluster.nodes:
