@@ -50,11 +50,11 @@ ensure_redis_server() {
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null \
             || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
     fi
-    command -v redis-server >/dev/null && command -v redis-cli >/dev/null || {
-        echo "redis-server and redis-cli are needed by the tests: install them (Debian/Ubuntu: apt-get install redis-server," \
-             "macOS: brew install redis)" >&2
+    if ! { command -v redis-server && command -v redis-cli; } >/dev/null; then
+        echo "redis-server and redis-cli are needed by the tests: install them (Debian/Ubuntu: apt-get install" \
+             "redis-server, macOS: brew install redis)" >&2
         exit 1
-    }
+    fi
 }
 
 fetch_checkpoint() {

@@ -40,6 +40,10 @@ def connector(cfg: StoreConfig) -> Callable[[], Any]:
         "port": cfg.redis_port,
         "password": cfg.redis_password,
         "protocol": RESP_VERSION,
+        # RESP2 sends no handshake that needs the password; naming the connection is one (CLIENT
+        # SETNAME, which Kvrocks has), so a missing or wrong password fails at connect with its own
+        # error, not later when Redis cuts an unauthenticated client sending a large value.
+        "client_name": "sam2-tracker",
         "socket_connect_timeout": 2,
         "socket_timeout": 30,
         # A short retry: a frame is better answered 503 at once than after redis-py's default
