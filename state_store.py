@@ -91,6 +91,11 @@ class Update:
     previous: StoredObject | None = None
 
 
+def version_token(update: Update) -> str:
+    """The token of the version `update` saves: of a new object, or of the object it steps."""
+    return new_token(None if update.previous is None else object_tag(update.previous.token))
+
+
 def next_lineage(token: str, update: Update) -> Lineage:
     parent = update.previous
     if parent is None:
@@ -146,7 +151,7 @@ class MemoryStateStore(StateStore):
         saved = []
         with self._lock:
             for update in updates:
-                token = new_token(None if update.previous is None else object_tag(update.previous.token))
+                token = version_token(update)
                 stored = StoredObject(token, update.state, update.answer_form, next_lineage(token, update))
                 self._items[token] = (now + self.ttl_seconds, stored)
                 if stored.lineage.parent is not None:
@@ -313,7 +318,7 @@ class RedisStateStore(StateStore):
         now = time.time()
         planned = []
         for update in updates:
-            token = new_token(None if update.previous is None else object_tag(update.previous.token))
+            token = version_token(update)
             lineage, refresh = self._lifetimes(token, next_lineage(token, update), update.previous, now)
             planned.append((token, update, lineage, refresh))
         fresh: dict[str, dict[str, torch.Tensor]] = {}

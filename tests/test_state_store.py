@@ -40,6 +40,13 @@ def assert_same(a: ObjectState, b: ObjectState) -> None:
     assert to_pieces(a) == to_pieces(b)
 
 
+def empty_store(redis_server, ttl_seconds: int) -> tuple:
+    """A client of the flushed test redis-server and a store over it."""
+    client = redis_server.client()
+    client.flushall()
+    return client, RedisStateStore(client, StoreConfig(ttl_seconds=ttl_seconds))
+
+
 @pytest.fixture(params=["redis", "memory"])
 def store(request, redis_server):
     if request.param == "memory":
@@ -68,9 +75,7 @@ def test_versions_round_trip_and_superseded_ones_go(store):
 
 
 def test_redis_keeps_about_one_state_per_object(redis_server):
-    client = redis_server.client()
-    client.flushall()
-    store = RedisStateStore(client, StoreConfig(ttl_seconds=TTL))
+    client, store = empty_store(redis_server, ttl_seconds=TTL)
     state = started_state()
     (current,) = store.save([Update(state, "polygon")])
     for step in range(1, 31):
@@ -114,9 +119,7 @@ def test_unknown_token_raises(store):
 
 
 def test_planted_pickle_is_refused_and_never_executed(redis_server, tmp_path):
-    client = redis_server.client()
-    client.flushall()
-    store = RedisStateStore(client, StoreConfig(ttl_seconds=TTL))
+    client, store = empty_store(redis_server, ttl_seconds=TTL)
     (stored,) = store.save([Update(started_state(), "mask")])
     marker = tmp_path / "pwned"
 
@@ -186,9 +189,7 @@ def test_memory_store_expires_after_the_ttl():
 
 
 def test_redis_state_disappears_after_the_ttl(redis_server):
-    client = redis_server.client()
-    client.flushall()
-    store = RedisStateStore(client, StoreConfig(ttl_seconds=1))
+    client, store = empty_store(redis_server, ttl_seconds=1)
     (stored,) = store.save([Update(started_state(), "mask")])
     (stepped_version,) = store.save([Update(stepped(stored.state, 1), "mask", stored)])
     assert client.keys("sam2-tracker:*")
@@ -281,9 +282,7 @@ def _pieces_outlive_the_head(client, store: RedisStateStore, stored) -> bool:
 
 
 def test_a_session_with_steps_just_under_the_ttl_apart_keeps_working(redis_server):
-    client = redis_server.client()
-    client.flushall()
-    store = RedisStateStore(client, StoreConfig(ttl_seconds=2))
+    client, store = empty_store(redis_server, ttl_seconds=2)
     (current,) = store.save([Update(started_state(), "mask")])
     for step in range(1, 9):
         time.sleep(1.6)
@@ -294,9 +293,7 @@ def test_a_session_with_steps_just_under_the_ttl_apart_keeps_working(redis_serve
 
 
 def test_an_idle_session_answers_unknown_and_leaves_the_store_within_twice_the_ttl(redis_server):
-    client = redis_server.client()
-    client.flushall()
-    store = RedisStateStore(client, StoreConfig(ttl_seconds=1))
+    client, store = empty_store(redis_server, ttl_seconds=1)
     (current,) = store.save([Update(started_state(), "mask")])
     for step in range(1, 4):
         (current,) = store.save([Update(stepped(current.state, step), "mask", current)])
@@ -324,4 +321,5 @@ def test_pieces_are_refreshed_at_most_about_once_per_ttl(redis_server):
         elapsed = time.monotonic() - began
         refreshes = kvrocks.commands["expire"]
         assert 1 <= refreshes <= elapsed / (0.9 * cfg.ttl_seconds) + 1
+        assert set(kvrocks.expired) == {store.start_key(current.lineage.cond)}  # no memory piece
         assert kvrocks.written["expire"] <= refreshes * len(start_bytes(current.state)) * 1.01

@@ -113,6 +113,7 @@ class KvrocksStandIn:
         self.full = False  # max-db-size reached
         self.written: Counter[str] = Counter()  # bytes Kvrocks writes, by command
         self.commands: Counter[str] = Counter()
+        self.expired: Counter[str] = Counter()  # EXPIREs by key
         self._listener: socket.socket | None = None
         self._sockets: set[socket.socket] = set()
         self._lock = threading.Lock()
@@ -259,6 +260,7 @@ class _Session:
         if name == "set":
             written["set"] += len(args[1]) + len(args[2])
         elif name in ("expire", "pexpire", "expireat", "pexpireat"):
+            self.server.expired[args[1].decode(errors="replace")] += 1
             length = int(self.forward([b"STRLEN", args[1]])[1:-2])
             if length:
                 written["expire"] += len(args[1]) + length
