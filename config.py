@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ CHECKPOINT_FILES = {
     "configs/sam2.1/sam2.1_hiera_b+.yaml": "sam2.1_hiera_base_plus.pt",
     "configs/sam2.1/sam2.1_hiera_l.yaml": "sam2.1_hiera_large.pt",
 }
-DEVICES = ("auto", "cpu", "cuda")
+DEVICES = ("auto", "cpu", "cuda", "cuda:N")
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
@@ -40,6 +41,13 @@ def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str,
     if value not in allowed:
         raise ConfigError(f"{name}={value!r} is not one of {', '.join(allowed)}")
     return value
+
+
+def _device(env: Mapping[str, str]) -> str:
+    value = env.get("SAM2_DEVICE", "").strip().lower() or "auto"
+    if value in DEVICES[:3] or re.fullmatch(r"cuda:\d+", value):
+        return value
+    raise ConfigError(f"SAM2_DEVICE={value!r} is not one of {', '.join(DEVICES)}")
 
 
 def _parsed(env: Mapping[str, str], name: str, default, convert, what: str, minimum):
@@ -80,7 +88,8 @@ class TrackerConfig:
 
     sam2_config: str = DEFAULT_SAM2_CONFIG
     checkpoint: Path = field(default_factory=lambda: default_checkpoint(DEFAULT_SAM2_CONFIG))
-    device: str = "auto"  # auto: cuda when available, else cpu
+    # auto: cuda when available, else cpu; cuda: worker i of n on GPU i mod n; cuda:N: GPU N (devices.py)
+    device: str = "auto"
     # auto: bf16 autocast on CUDA; on a CPU, bf16 where its matrix products are measured faster than fp32
     precision: str = "auto"
     # Small background holes (in low-resolution mask pixels) filled in the output, as the official
@@ -107,7 +116,7 @@ class TrackerConfig:
         return cls(
             sam2_config=sam2_config,
             checkpoint=Path(checkpoint) if checkpoint else default_checkpoint(sam2_config),
-            device=_choice(env, "SAM2_DEVICE", cls.device, DEVICES),
+            device=_device(env),
             precision=_choice(env, "SAM2_PRECISION", cls.precision, PRECISIONS),
             fill_hole_area=_integer(env, "SAM2_FILL_HOLE_AREA", cls.fill_hole_area),
             model_overrides=overrides,

@@ -30,6 +30,7 @@ if _PROJECT not in sys.path:
 from config import ShapeConfig, TrackerConfig  # noqa: E402
 from images import to_rgb  # noqa: E402
 from model_handler import Frame, Sam2Tracker  # noqa: E402
+from process_settings import claim_process  # noqa: E402
 from shape_codecs import SHAPE_TYPES, mask_to_points, shape_to_prompt  # noqa: E402
 
 if TYPE_CHECKING:
@@ -93,6 +94,8 @@ def create(
         "SAM2_POLYGON_TOLERANCE": polygon_tolerance,
     }
     env = {**os.environ, **{name: str(value) for name, value in given.items() if value != ""}}
+    tracker_config = TrackerConfig.from_env(env)
+    process = claim_process(tracker_config)
     return Sam2TrackingFunction(
-        Sam2Tracker.from_config(TrackerConfig.from_env(env)), ShapeConfig.from_env(env)
+        Sam2Tracker.from_config(tracker_config, process.device), ShapeConfig.from_env(env)
     )

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Deploy the SAM2 tracker to the Nuclio of a CVAT installation on Docker (CPU build).
 #   ./deploy_cpu.sh [path/to/function]        (default: this repository)
-# deploy_gpu.sh runs this with FUNCTION_FILE=function-gpu.yaml.
+# deploy_gpu.sh runs this with FUNCTION_FILE set to its copy of function-gpu.yaml (absolute, or
+# relative to the function's folder).
 # Environment (defaults in brackets):
 #   CVAT_FUNCTIONS_REDIS_HOST [cvat_redis_ondisk]  where tracking states live (Redis or Kvrocks)
 #   CVAT_FUNCTIONS_REDIS_PORT [6666]
@@ -12,7 +13,8 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 function_dir=$(cd "${1:-$here}" && pwd)
-function_file="$function_dir/${FUNCTION_FILE:-function.yaml}"
+function_file=${FUNCTION_FILE:-function.yaml}
+[[ $function_file == /* ]] || function_file="$function_dir/$function_file"
 redis_host=${CVAT_FUNCTIONS_REDIS_HOST:-cvat_redis_ondisk}
 redis_port=${CVAT_FUNCTIONS_REDIS_PORT:-6666}
 network=${CVAT_NETWORK:-cvat_cvat}

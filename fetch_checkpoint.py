@@ -1,10 +1,11 @@
 """Download the official SAM2 checkpoint that SAM2_CONFIG needs to SAM2_CHECKPOINT, when it is absent.
 
-python -m fetch_checkpoint
+python -m fetch_checkpoint     (SAM2_CONFIG and SAM2_CHECKPOINT as the function reads them)
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 import urllib.error
 import urllib.request
@@ -51,7 +52,12 @@ def fetch(cfg: TrackerConfig) -> Path:
     return target
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="Settings: SAM2_CONFIG (default configs/sam2.1/sam2.1_hiera_t.yaml) and SAM2_CHECKPOINT "
+        "(default checkpoints/<official name>.pt), as in the README's configuration table.",
+    ).parse_args(argv)
     try:
         path = fetch(TrackerConfig.from_env())
     except ConfigError as error:

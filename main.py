@@ -21,9 +21,11 @@ from PIL import Image
 
 from call_budget import CallBudget, calibrate
 from config import Settings
+from devices import describe_gpu
 from images import decode_image
 from model_handler import InputError, Prompt, Sam2Tracker
 from object_state import ObjectState, StateError
+from process_settings import ProcessSettings, claim_process
 from protocol import (
     RERUN,
     RequestError,
@@ -48,6 +50,7 @@ class App:
     tracker: Sam2Tracker
     store: StateStore
     budget: CallBudget | None = None  # None: no limit on a call's duration
+    process: ProcessSettings | None = None
 
 
 @dataclass
@@ -65,17 +68,25 @@ class Timings:
             self.stages[name] = self.stages.get(name, 0.0) + (time.perf_counter() - start) * 1000
 
 
-def create_app(settings: Settings | None = None, store: StateStore | None = None) -> App:
+def create_app(settings: Settings | None = None, store: StateStore | None = None, worker: int = 0) -> App:
+    """The function for this process (worker `worker` of a Nuclio function): the process set up for
+    its device, the tracker, the store, the call budget."""
     settings = settings or Settings.from_env()
-    tracker = Sam2Tracker.from_config(settings.tracker)
+    process = claim_process(settings.tracker, worker)
+    tracker = Sam2Tracker.from_config(settings.tracker, process.device)
     budget_s = settings.limits.call_budget_s
     budget = calibrate(tracker, budget_s) if budget_s > 0 else None
-    return App(settings, tracker, store or store_from_config(settings.store), budget)
+    return App(settings, tracker, store or store_from_config(settings.store), budget, process)
+
+
+def worker_of(context) -> int:
+    """This worker's index: Nuclio's Python wrapper passes it as a string ("0"), nuclio-sdk as an int."""
+    return int(getattr(context, "worker_id", 0) or 0)
 
 
 def init_context(context) -> None:
     began = time.perf_counter()
-    app = create_app()
+    app = create_app(worker=worker_of(context))
     context.user_data.app = app
     budget = {}
     if app.budget is not None:
@@ -89,7 +100,10 @@ def init_context(context) -> None:
         "SAM2 tracker ready",
         store=app.store.describe(),
         device=str(app.tracker.device),
+        gpu=describe_gpu(app.tracker.device),
         precision=app.tracker.precision,
+        model=app.tracker.preparation.describe(),
+        process=app.process.describe(),
         init_s=round(time.perf_counter() - began, 1),
         **budget,
     )

@@ -31,12 +31,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from config import ConfigError, TrackerConfig
-from encoder_overheads import remove_encoder_overheads
-from frame_shared import share_first_self_attention
-from model_loading import load
+from config import TrackerConfig
+from model_loading import LoadedModel, load
 from object_state import ObjectState, StateError
 from shape_codecs import Box
+from speedups.frame_shared import FrameMemo, on_frame
 
 # The predictor caps object pointers (and scales their temporal positions) by min(num_frames, 16):
 # a stream has no end, so we track as on a long video.
@@ -60,6 +59,8 @@ class Frame:
     vision_feats: tuple[torch.Tensor, ...]  # per feature level, (H*W, 1, C)
     vision_pos: tuple[torch.Tensor, ...]  # per feature level, (H*W, 1, C)
     feat_sizes: tuple[tuple[int, int], ...]
+    # work the frame's objects share (speedups/frame_shared.py), for as long as the frame lives
+    memo: FrameMemo = field(default_factory=FrameMemo, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -119,35 +120,6 @@ def fill_holes(logits: torch.Tensor, max_area: int) -> torch.Tensor:
     return filled
 
 
-def store_matmul_weights_in_bf16(model: torch.nn.Module) -> None:
-    """bf16 autocast casts every Linear and Conv2d weight to bf16 on each call (a copy of the
-    encoder's weights per frame); holding them in bf16 gives the same products without the copies.
-    Other parameters (norms, embeddings) stay fp32, as autocast uses them."""
-    for module in model.modules():
-        if type(module) in (torch.nn.Linear, torch.nn.Conv2d):
-            module.to(torch.bfloat16)
-
-
-def use_fast_kernels(model: torch.nn.Module, onednn: bool) -> None:
-    """The fast path (SAM2_FAST_ATTENTION): chunked attention in the image encoder and the memory
-    attention; with `onednn` (bf16 on the CPU) the image encoder's linears also run on oneDNN with
-    their MLP activations fused, and the 1x1 convolutions that read its stages as linears over its
-    channels-last outputs. (The memory attention's linears gain nothing measurable from oneDNN: their
-    inner dimensions are 256 wide.)"""
-    from fast_attention import use_chunked_attention
-    from onednn_linear import use_onednn_linears
-
-    use_chunked_attention(model.memory_attention)
-    use_chunked_attention(model.image_encoder)
-    if not onednn:
-        return
-    decoder = model.sam_mask_decoder
-    parts = [model.image_encoder]
-    parts += [decoder.conv_s0, decoder.conv_s1] if model.use_high_res_features_in_sam else []
-    if sum(use_onednn_linears(part) for part in parts):
-        model.image_encoder.trunk.stage_outputs_in_sam2_layout = False
-
-
 def upscale_logits(low_res: torch.Tensor, video_size: tuple[int, int]) -> torch.Tensor:
     """Low-resolution logits to the original image size, as the predictor outputs them."""
     return F.interpolate(low_res, size=video_size, mode="bilinear", align_corners=False)
@@ -156,47 +128,26 @@ def upscale_logits(low_res: torch.Tensor, video_size: tuple[int, int]) -> torch.
 class Sam2Tracker:
     """Encode a frame once, start objects from masks, advance every object by one frame."""
 
-    def __init__(
-        self,
-        model: torch.nn.Module,
-        fingerprint: str,
-        precision: str = "fp32",
-        fill_hole_area: int = 0,
-        fast_attention: bool = False,
-        batch_objects: bool = False,
-    ):
-        if getattr(model, "memory_temporal_stride_for_eval", 1) != 1:
-            raise ConfigError("SAM2_CONFIG: memory_temporal_stride_for_eval must be 1")
+    def __init__(self, loaded: LoadedModel, fill_hole_area: int = 0):
+        """A tracker on a model that `model_loading.load` prepared; the tracker never changes it."""
+        model = loaded.model
         self.model = model
-        self.fingerprint = fingerprint
-        self.precision = precision
+        self.fingerprint = loaded.fingerprint
+        self.preparation = loaded.preparation
+        self.precision = loaded.preparation.precision
+        self.batch_objects = loaded.preparation.batch_objects
         self.fill_hole_area = fill_hole_area
         self.device = model.device
         self.image_size: int = model.image_size
         self.keep_memories = model.num_maskmem - 1
         self.keep_ptrs = model.max_obj_ptrs_in_encoder - 1 if model.use_obj_ptrs_in_encoder else 0
-        self.fast_attention = fast_attention
-        self.batch_objects = batch_objects
-        remove_encoder_overheads(model)
-        share_first_self_attention(model.memory_attention)
-        if precision == "bf16":
-            store_matmul_weights_in_bf16(model)
-        if fast_attention:
-            use_fast_kernels(model, onednn=precision == "bf16" and self.device.type == "cpu")
         with self._inference():
             self._maskmem_pos_enc = self._memory_position_encoding()
 
     @classmethod
-    def from_config(cls, cfg: TrackerConfig) -> Sam2Tracker:
-        loaded = load(cfg)
-        return cls(
-            loaded.model,
-            loaded.fingerprint,
-            precision=loaded.precision,
-            fill_hole_area=cfg.fill_hole_area,
-            fast_attention=loaded.fast_attention,
-            batch_objects=loaded.batch_objects,
-        )
+    def from_config(cls, cfg: TrackerConfig, device: torch.device | None = None) -> Sam2Tracker:
+        """The tracker `cfg` describes, on `device` (default: resolved from `cfg.device`)."""
+        return cls(load(cfg, device), fill_hole_area=cfg.fill_hole_area)
 
     @contextlib.contextmanager
     def _inference(self) -> Iterator[None]:
@@ -262,7 +213,7 @@ class Sam2Tracker:
         """Track every object onto the next frame. States from outside the process must have passed
         `check` (made by this model, on images of this size)."""
         results: list[Tracked | None] = [None] * len(states)
-        with self._inference():
+        with self._inference(), on_frame(frame.memo):
             for indices in self._batches(states):
                 stepped = self._step_batch(frame, [states[i] for i in indices])
                 for index, tracked in zip(indices, stepped, strict=True):

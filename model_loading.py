@@ -1,20 +1,20 @@
-"""Building the SAM2 model a tracker runs: device, numeric precision, checkpoint and fingerprint.
+"""Building the SAM2 model a tracker runs: checkpoint, fingerprint, precision, and its preparation.
 
 The model comes from sam2's own builder and checkpoint loader (`build_sam2_video_predictor`), so a
 checkpoint that loads here loads in the official predictor too. The fingerprint (config name, hydra
 overrides and checkpoint content) is written into every state, so that a state is never resumed by
 another model.
+
+`prepare` is the one place where the model is changed after loading: the faster module versions of
+`speedups/` switched in, matrix weights held in bf16, the fast kernels. It returns what it applied
+(the start-up log line shows it) and fails when something it chose switched no module, which would
+mean a sam2 other than the one these rewrites were written for.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import hashlib
-import logging
-import math
-import os
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,31 +23,46 @@ from pathlib import Path
 import torch
 
 from config import ConfigError, TrackerConfig, checkpoint_url
+from devices import resolve_device
+from speedups.encoder_overheads import hand_stages_channels_last, remove_encoder_overheads
+from speedups.fast_attention import use_chunked_attention
+from speedups.frame_shared import share_first_self_attention
+from speedups.onednn_linear import available as onednn_available
+from speedups.onednn_linear import use_onednn_linears
 
-logger = logging.getLogger(__name__)
-CGROUP_ROOT = Path("/sys/fs/cgroup")
 # bf16 on the CPU also rounds differently from the official fp32 run: worth it only when clearly faster
 BF16_MIN_SPEEDUP = 1.3
-M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc's mallopt parameters (malloc.h)
+
+
+@dataclass(frozen=True)
+class Preparation:
+    """What `prepare` applied to a model: its choices and how many modules each rewrite switched."""
+
+    device: torch.device
+    precision: str  # "fp32" or "bf16"
+    fast_kernels: bool  # chunked attention (and, for bf16 on the CPU, oneDNN's linears)
+    batch_objects: bool
+    switched: dict[str, int]  # rewrite (speedups/ module) -> modules switched
+    bf16_weights: int = 0  # linear and convolution layers whose weights are held in bf16
+
+    def describe(self) -> str:
+        """For the start-up log line, e.g. "bf16, fast kernels, one object at a time; switched
+        encoder_overheads 2, frame_shared 1, fast_attention 13, onednn_linear 61; 120 bf16 weights"."""
+        batching = "objects batched" if self.batch_objects else "one object at a time"
+        kernels = "fast kernels" if self.fast_kernels else "official kernels"
+        switched = ", ".join(f"{name} {count}" for name, count in self.switched.items())
+        return (
+            f"{self.precision}, {kernels}, {batching}; switched {switched}; {self.bf16_weights} bf16 weights"
+        )
 
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """The model and the choices made for it, resolved from a `TrackerConfig`."""
+    """The prepared model, its fingerprint and what its preparation applied."""
 
     model: torch.nn.Module
     fingerprint: str
-    precision: str  # "fp32" or "bf16"
-    fast_attention: bool
-    batch_objects: bool
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("SAM2_DEVICE=cuda but no CUDA device is available (use auto or cpu)")
-    return torch.device(device)
+    preparation: Preparation
 
 
 def cpu_has_native_bf16() -> bool:
@@ -58,47 +73,6 @@ def cpu_has_native_bf16() -> bool:
         flags = Path("/proc/cpuinfo").read_text()
         return "amx_bf16" in flags or "avx512_bf16" in flags
     return False
-
-
-def cgroup_cpu_quota(root: Path = CGROUP_ROOT) -> float | None:
-    """The CPU limit of this process's cgroup in cores (a Docker `--cpus` or Kubernetes CPU limit), or
-    None when there is none. cgroup v2 (`cpu.max`) or v1 (`cpu.cfs_quota_us` / `cpu.cfs_period_us`)."""
-    with contextlib.suppress(OSError, ValueError):
-        quota, period = (root / "cpu.max").read_text().split()[:2]
-        return None if quota == "max" else int(quota) / int(period)
-    for folder in (root / "cpu", root / "cpu,cpuacct", root):
-        with contextlib.suppress(OSError, ValueError):
-            quota = int((folder / "cpu.cfs_quota_us").read_text())
-            period = int((folder / "cpu.cfs_period_us").read_text())
-            return None if quota <= 0 else quota / period
-    return None
-
-
-def available_cpus(root: Path = CGROUP_ROOT) -> int:
-    """Cores this process may really use: its CPU affinity, capped by its cgroup's CPU limit (rounded
-    down, at least 1). torch sizes its thread pool by the machine's cores, and threads beyond a CPU
-    limit only wait for their turn."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    quota = cgroup_cpu_quota(root)
-    if quota is not None:
-        cpus = min(cpus, max(1, math.floor(quota)))
-    return cpus
-
-
-def keep_large_blocks_in_heap() -> bool:
-    """Make glibc's malloc keep freed memory for reuse instead of handing it back to the kernel.
-
-    By default glibc serves every block over 32 MB with its own mmap and unmaps it on free. SAM2 at
-    1024 input allocates dozens of such tensors per frame (a 65,536-token activation of 576 channels is
-    75 MB), so each came back as fresh pages that the kernel zeroes and faults in one by one: a fifth of
-    the image encoder's time on 2 CPU cores. With no mmap and no trimming, the heap grows over the
-    first frames (glibc settles on reusing its free blocks after a few) and then stays: resident
-    memory is higher (about 50 MB at 512 input) and flat. Returns False where the C library is not
-    glibc (nothing is changed there)."""
-    if platform.libc_ver()[0] != "glibc":
-        return False
-    libc = ctypes.CDLL(None)
-    return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -135,31 +109,64 @@ def best_seconds(run: Callable[[], object], repeats: int) -> float:
     return min(times)
 
 
-def load(cfg: TrackerConfig) -> LoadedModel:
-    """The model on its device, with the precision, attention kernels and batching `cfg` asks for
-    (`auto` resolved for the machine)."""
-    device = resolve_device(cfg.device)
-    if device.type == "cpu":
-        torch.set_num_threads(cfg.cpu_threads or available_cpus())
-        keep_large_blocks_in_heap()
+def load(cfg: TrackerConfig, device: torch.device | None = None) -> LoadedModel:
+    """The model on `device` (default: resolved from `cfg.device` for worker 0), prepared with the
+    precision, kernels and batching `cfg` asks for (`auto` resolved for the machine)."""
+    device = device or resolve_device(cfg.device)
     model = load_model(cfg, device)
     precision = resolve_precision(cfg.precision, device)
     fast = cfg.fast_attention == "on" or (
         cfg.fast_attention == "auto" and device.type == "cpu" and precision == "bf16"
     )
     batch = cfg.batch_objects == "on" or (cfg.batch_objects == "auto" and device.type == "cuda")
-    fingerprint = model_fingerprint(cfg)
-    logger.info(
-        "SAM2 %s on %s (%d CPU threads), %s, chunked attention %s, batched objects %s, fingerprint %s",
-        cfg.sam2_config,
-        device,
-        torch.get_num_threads(),
-        precision,
-        fast,
-        batch,
-        fingerprint[:12],
-    )
-    return LoadedModel(model, fingerprint, precision, fast, batch)
+    preparation = prepare(model, device, precision, fast_kernels=fast, batch_objects=batch)
+    return LoadedModel(model, model_fingerprint(cfg), preparation)
+
+
+def prepare(
+    model: torch.nn.Module, device: torch.device, precision: str, fast_kernels: bool, batch_objects: bool
+) -> Preparation:
+    """Change the model, once, for how it will run (see the module docstring); what was applied."""
+    if getattr(model, "memory_temporal_stride_for_eval", 1) != 1:
+        raise ConfigError("SAM2_CONFIG: memory_temporal_stride_for_eval must be 1")
+    switched = {
+        "encoder_overheads": remove_encoder_overheads(model),
+        "frame_shared": share_first_self_attention(model.memory_attention),
+    }
+    bf16_weights = store_matmul_weights_in_bf16(model) if precision == "bf16" else 0
+    if fast_kernels:
+        switched["fast_attention"] = use_chunked_attention(model.memory_attention) + use_chunked_attention(
+            model.image_encoder
+        )
+        if precision == "bf16" and device.type == "cpu":
+            decoder = model.sam_mask_decoder
+            parts = [model.image_encoder]
+            parts += [decoder.conv_s0, decoder.conv_s1] if model.use_high_res_features_in_sam else []
+            switched["onednn_linear"] = sum(use_onednn_linears(part) for part in parts)
+            if switched["onednn_linear"]:
+                # the neck's 1x1 convolutions now read the stages channels-last
+                hand_stages_channels_last(model.image_encoder.trunk)
+    unswitched = [
+        name
+        for name, count in switched.items()
+        if count == 0 and (name != "onednn_linear" or onednn_available())  # none without oneDNN
+    ]
+    if unswitched:
+        raise ConfigError(
+            f"no sam2 module was switched by {', '.join(unswitched)}: this tracker needs sam2 1.1.0 "
+            "(pip install sam2==1.1.0)"
+        )
+    return Preparation(device, precision, fast_kernels, batch_objects, switched, bf16_weights)
+
+
+def store_matmul_weights_in_bf16(model: torch.nn.Module) -> int:
+    """bf16 autocast casts every Linear and Conv2d weight to bf16 on each call (a copy of the
+    encoder's weights per frame); holding them in bf16 gives the same products without the copies.
+    Other parameters (norms, embeddings) stay fp32, as autocast uses them. Returns the layers cast."""
+    layers = [m for m in model.modules() if type(m) in (torch.nn.Linear, torch.nn.Conv2d)]
+    for layer in layers:
+        layer.to(torch.bfloat16)
+    return len(layers)
 
 
 def load_model(cfg: TrackerConfig, device: torch.device) -> torch.nn.Module:

@@ -9,7 +9,7 @@ import torch
 from sam2.modeling.backbones.hieradet import Hiera
 from sam2.modeling.position_encoding import PositionEmbeddingSine
 
-from encoder_overheads import (
+from speedups.encoder_overheads import (
     CachedPositionEmbeddingSine,
     LeanHiera,
     remove_encoder_overheads,
@@ -67,3 +67,18 @@ def test_tracker_runs_the_encoder_without_its_overheads(checkpoint):
     kinds = {type(m) for m in tracker.model.modules()}
     assert {LeanHiera, CachedPositionEmbeddingSine} <= kinds
     assert Hiera not in kinds and PositionEmbeddingSine not in kinds
+
+
+def test_kept_encodings_are_dropped_when_torch_moves_or_casts_the_module():
+    cached = PositionEmbeddingSine(num_pos_feats=64)
+    remove_encoder_overheads(cached)
+    with torch.inference_mode():
+        cached(torch.zeros(1, 64, 16, 16))
+        cached(torch.zeros(1, 64, 8, 8))
+        assert len(cached.constants) == 2
+        cached.to(torch.float64)
+        assert len(cached.constants) == 0
+        assert torch.equal(
+            cached(torch.zeros(1, 64, 8, 8)),
+            PositionEmbeddingSine(num_pos_feats=64)(torch.zeros(1, 64, 8, 8)),
+        )

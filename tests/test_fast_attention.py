@@ -12,7 +12,7 @@ from sam2.modeling.backbones.hieradet import MultiScaleAttention
 from sam2.modeling.position_encoding import apply_rotary_enc, compute_axial_cis
 from sam2.modeling.sam.transformer import RoPEAttention
 
-from fast_attention import (
+from speedups.fast_attention import (
     ChunkedMultiScaleAttention,
     ChunkedRoPEAttention,
     attend_then_project_values,

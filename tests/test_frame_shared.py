@@ -3,9 +3,11 @@ the same bits whether it is tracked alone or with others."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import torch
 
-from frame_shared import FrameSharedSelfAttentionLayer
+from speedups.frame_shared import FrameSharedSelfAttentionLayer
 from tests.support.models import make_tracker
 from tests.support.synthetic import moving_objects_scene
 
@@ -40,3 +42,26 @@ def test_objects_tracked_together_equal_each_tracked_alone(checkpoint):
             assert torch.equal(joint.result.logits, single.result.logits)
             assert torch.equal(joint.state.memories[-1], single.state.memories[-1])
     assert self_attentions[0] == len(frames) - 1
+
+
+def test_the_memo_belongs_to_the_frame_across_calls_and_threads(checkpoint):
+    """cvat-sdk's agent tracks one object per call: the frame's objects still share one self-attention.
+    Two threads stepping two frames at once each use their own frame's memo and get the serial bits."""
+    scene = moving_objects_scene(4, seed=12)
+    tracker = make_tracker(checkpoint, precision="bf16", fast_attention="on")
+    frames = [tracker.encode(image) for image in scene.frames[:3]]
+    started = tracker.start(frames[0], scene.masks[0])
+
+    one_by_one = [tracker.step(frames[1], [t.state])[0] for t in started]
+    assert frames[1].memo.computed == 1
+
+    serial = [tracker.step(frame, [t.state for t in started]) for frame in (frames[1], frames[2])]
+    fresh = [tracker.encode(image) for image in scene.frames[1:3]]
+    with ThreadPoolExecutor(2) as pool:
+        threaded = list(pool.map(lambda f: tracker.step(f, [t.state for t in started]), fresh))
+    assert [f.memo.computed for f in fresh] == [1, 1]
+    for ours, theirs in zip(threaded, serial, strict=True):
+        for a, b in zip(ours, theirs, strict=True):
+            assert torch.equal(a.result.logits, b.result.logits)
+    for alone, together in zip(one_by_one, serial[0], strict=True):
+        assert torch.equal(alone.result.logits, together.result.logits)

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from sam2.modeling.sam2_utils import MLP
 
-from onednn_linear import FusedActivationMLP, OneDnnLinear, PointwiseConv2d, use_onednn_linears
+from speedups.onednn_linear import FusedActivationMLP, OneDnnLinear, PointwiseConv2d, use_onednn_linears
 from tests.support.models import make_tracker
 
 

@@ -17,9 +17,9 @@ from PIL import Image
 
 from config import ConfigError, TrackerConfig
 from model_handler import Sam2Tracker, fill_holes, preprocess
-from model_loading import available_cpus, cgroup_cpu_quota, resolve_precision
+from model_loading import resolve_precision
+from process_settings import available_cpus, cgroup_cpu_quota, claim_process
 from tests.support import ROOT
-from tests.support.models import make_tracker
 
 
 def test_environment_is_parsed_once_into_a_config(tmp_path):
@@ -155,20 +155,27 @@ def test_cgroup_cpu_limits_are_read(tmp_path, files, quota):
         assert cpus <= max(1, int(quota))
 
 
-def test_cpu_threads_follow_the_setting(checkpoint):
+def test_cpu_threads_follow_the_setting(tmp_path):
     before = torch.get_num_threads()
+    checkpoint = str(tmp_path / "unused.pt")
     try:
-        make_tracker(checkpoint, cpu_threads=1)
+        settings = claim_process(
+            TrackerConfig.from_env({"SAM2_CHECKPOINT": checkpoint, "SAM2_CPU_THREADS": "1"})
+        )
         assert torch.get_num_threads() == 1
-        make_tracker(checkpoint)  # auto: the cores this process may use
-        assert torch.get_num_threads() == available_cpus()
+        assert settings.device == torch.device("cpu") and settings.cpu_threads == 1
+        assert "1 CPU threads" in settings.describe()
+        settings = claim_process(
+            TrackerConfig.from_env({"SAM2_CHECKPOINT": checkpoint})
+        )  # the cores we may use
+        assert torch.get_num_threads() == available_cpus() == settings.cpu_threads
     finally:
         torch.set_num_threads(before)
 
 
 FRESH_TENSOR_FAULTS = """
 import json, resource, sys, torch
-from model_loading import keep_large_blocks_in_heap
+from process_settings import keep_large_blocks_in_heap
 if sys.argv[1] == "keep":
     assert keep_large_blocks_in_heap()
 def resident_mb():

@@ -29,7 +29,7 @@ from sam2.modeling.backbones.hieradet import MultiScaleAttention, do_pool
 from sam2.modeling.sam.transformer import RoPEAttention
 from torch import Tensor
 
-from module_classes import switch_classes
+from speedups.module_classes import switch_classes
 
 QUERY_CHUNK = 512
 

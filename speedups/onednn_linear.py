@@ -19,7 +19,7 @@ import torch
 from sam2.modeling.sam2_utils import MLP
 from torch import Tensor, nn
 
-from module_classes import switch_classes
+from speedups.module_classes import switch_classes
 
 
 def available() -> bool:
