@@ -55,11 +55,13 @@ class CallBudget:
     def fits(self, objects: int) -> bool:
         return self.estimate(objects).seconds <= self.budget_s
 
-    def observe(self, per_frame_s: float, per_object_s: float | None) -> None:
-        """Fold a served call into the averages; `per_object_s` is None when the call tells nothing
+    def observe(self, per_frame_s: float | None, per_object_s: float | None) -> None:
+        """Fold a served call into the averages; `per_frame_s` is None when the call tells nothing
+        about encoding a new frame (its features were cached), `per_object_s` when it tells nothing
         about a full object (no object was continued with a full memory bank)."""
         with self._lock:
-            self.per_frame_s += SMOOTHING * (per_frame_s - self.per_frame_s)
+            if per_frame_s is not None:
+                self.per_frame_s += SMOOTHING * (per_frame_s - self.per_frame_s)
             if per_object_s is not None:
                 self.per_object_s += SMOOTHING * (per_object_s - self.per_object_s)
 

@@ -106,6 +106,9 @@ class TrackerConfig:
     # launch per layer and object. On the CPU it is slower (bigger working set, same FLOPs; see the
     # README's performance section), and one by one is the official predictor's order (fp32 bit-exact).
     batch_objects: str = "auto"
+    # Encoded frames kept per process for frames seen again (a re-run after a correction), in MB of
+    # the model's device memory; 0 turns it off (feature_cache.py).
+    feature_cache_mb: int = 512
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> TrackerConfig:
@@ -123,6 +126,7 @@ class TrackerConfig:
             cpu_threads=_integer(env, "SAM2_CPU_THREADS", cls.cpu_threads),
             fast_attention=_choice(env, "SAM2_FAST_ATTENTION", cls.fast_attention, ("auto", "on", "off")),
             batch_objects=_choice(env, "SAM2_BATCH_OBJECTS", cls.batch_objects, ("auto", "on", "off")),
+            feature_cache_mb=_integer(env, "SAM2_FEATURE_CACHE_MB", cls.feature_cache_mb),
         )
 
 

@@ -31,7 +31,6 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from config import Limits
-from protocol import RequestError, bad_request
 
 # Formats a CVAT frame can arrive in (the uploaded file for image tasks, PNG for video frames).
 # Pillow's other plugins are not offered to untrusted bytes.
@@ -41,6 +40,15 @@ IMAGE_FORMATS = tuple(
 )
 
 GRAY_16_BIT = ("I;16", "I;16B", "I;16L", "I;16N")
+
+
+class ImageError(ValueError):
+    """An image the tracker cannot use, with the sentence saying why; `retry` when it is not the
+    image's fault (the worker ran short of memory decoding it)."""
+
+    def __init__(self, message: str, retry: bool = False):
+        super().__init__(message)
+        self.retry = retry
 
 
 @dataclass(frozen=True)
@@ -64,22 +72,22 @@ def decode_image(data: bytes, limits: Limits) -> DecodedImage:
             image = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
             width, height = image.size
             if width * height > limits.max_image_pixels:
-                raise bad_request(
+                raise ImageError(
                     f"the image is {width}x{height} ({width * height} pixels); the limit is "
                     f"{limits.max_image_pixels} pixels (SAM2_MAX_IMAGE_PIXELS)"
                 )
             if width < 1 or height < 1:
-                raise bad_request(f"the image is {width}x{height}: it has no pixels")
+                raise ImageError(f"the image is {width}x{height}: it has no pixels")
             image.load()  # the first frame of a multi-frame file
             file_format, file_mode = str(image.format), image.mode
             return DecodedImage(to_rgb(image), file_format, file_mode)
-    except RequestError:
+    except ImageError:
         raise
     except MemoryError:
         # the worker is short of memory: not the user's fault, and worth a retry
-        raise RequestError(
-            503,
+        raise ImageError(
             "the function ran out of memory decoding the image: try again, or give the function more memory",
+            retry=True,
         ) from None
     except (
         OSError,
@@ -91,7 +99,7 @@ def decode_image(data: bytes, limits: Limits) -> DecodedImage:
         Image.DecompressionBombError,
         Image.DecompressionBombWarning,
     ) as error:
-        raise bad_request(f"image could not be decoded: send a JPEG or PNG file ({error})") from None
+        raise ImageError(f"image could not be decoded: send a JPEG or PNG file ({error})") from None
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

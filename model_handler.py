@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from config import TrackerConfig
+from feature_cache import EncodedFeatures, FeatureCache, picture_key
 from model_loading import LoadedModel, load
 from object_state import ObjectState, StateError
 from shape_codecs import Box
@@ -57,10 +58,12 @@ class Frame:
 
     video_size: tuple[int, int]  # original (height, width)
     vision_feats: tuple[torch.Tensor, ...]  # per feature level, (H*W, 1, C)
-    vision_pos: tuple[torch.Tensor, ...]  # per feature level, (H*W, 1, C)
+    vision_pos: tuple[torch.Tensor, ...]  # the lowest-resolution level's only (all track_step reads)
     feat_sizes: tuple[tuple[int, int], ...]
     # work the frame's objects share (speedups/frame_shared.py), for as long as the frame lives
     memo: FrameMemo = field(default_factory=FrameMemo, compare=False, repr=False)
+    # the encoder's output came from the feature cache (feature_cache.py): the encoder did not run
+    cached: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -128,9 +131,11 @@ def upscale_logits(low_res: torch.Tensor, video_size: tuple[int, int]) -> torch.
 class Sam2Tracker:
     """Encode a frame once, start objects from masks, advance every object by one frame."""
 
-    def __init__(self, loaded: LoadedModel, fill_hole_area: int = 0):
-        """A tracker on a model that `model_loading.load` prepared; the tracker never changes it."""
+    def __init__(self, loaded: LoadedModel, fill_hole_area: int = 0, feature_cache_bytes: int = 0):
+        """A tracker on a model that `model_loading.load` prepared; the tracker never changes it. Up to
+        `feature_cache_bytes` of encoded frames are kept for frames seen again (0: none)."""
         model = loaded.model
+        self.feature_cache = FeatureCache(feature_cache_bytes)
         self.model = model
         self.fingerprint = loaded.fingerprint
         self.preparation = loaded.preparation
@@ -147,7 +152,8 @@ class Sam2Tracker:
     @classmethod
     def from_config(cls, cfg: TrackerConfig, device: torch.device | None = None) -> Sam2Tracker:
         """The tracker `cfg` describes, on `device` (default: resolved from `cfg.device`)."""
-        return cls(load(cfg, device), fill_hole_area=cfg.fill_hole_area)
+        cache_bytes = cfg.feature_cache_mb * 2**20
+        return cls(load(cfg, device), fill_hole_area=cfg.fill_hole_area, feature_cache_bytes=cache_bytes)
 
     @contextlib.contextmanager
     def _inference(self) -> Iterator[None]:
@@ -170,17 +176,38 @@ class Sam2Tracker:
     # ---- the three operations -------------------------------------------------------------
 
     def encode(self, image: np.ndarray | Image.Image) -> Frame:
-        """Run the image encoder once; the frame is then shared by all objects."""
-        if isinstance(image, Image.Image):
-            video_size = (image.height, image.width)
-        else:
-            video_size = (int(image.shape[0]), int(image.shape[1]))
+        """Run the image encoder once (or take its output from the feature cache); the frame is then
+        shared by all objects."""
+        pixels = np.asarray(image)
+        video_size = (int(pixels.shape[0]), int(pixels.shape[1]))
+        key = None
+        if self.feature_cache.capacity_bytes > 0:
+            key = picture_key(pixels, self.fingerprint, self.image_size)
+            found = self.feature_cache.get(key)
+            if found is not None:
+                return self._frame(video_size, found, cached=True)
+        features = self._run_encoder(image)
+        if key is not None:
+            self.feature_cache.put(key, features)
+        return self._frame(video_size, features, cached=False)
+
+    def _run_encoder(self, image: np.ndarray | Image.Image) -> EncodedFeatures:
         pixels = preprocess(image, self.image_size).to(self.device)
         with self._inference():
             backbone_out = self.model.forward_image(pixels)
             _, feats, pos, sizes = self.model._prepare_backbone_features(backbone_out)
+        # track_step reads only the lowest-resolution level's position encoding (sam2_base passes
+        # current_vision_pos_embeds[-1:] on); the others are 40 MB at 1024 input, worth not keeping.
+        return EncodedFeatures(vision_feats=tuple(feats), vision_pos=(pos[-1],), feat_sizes=tuple(sizes))
+
+    @staticmethod
+    def _frame(video_size: tuple[int, int], features: EncodedFeatures, cached: bool) -> Frame:
         return Frame(
-            video_size=video_size, vision_feats=tuple(feats), vision_pos=tuple(pos), feat_sizes=tuple(sizes)
+            video_size=video_size,
+            vision_feats=features.vision_feats,
+            vision_pos=features.vision_pos,
+            feat_sizes=features.feat_sizes,
+            cached=cached,
         )
 
     def track(self, frame: Frame, inputs: Sequence[Prompt | ObjectState]) -> list[Tracked]:

@@ -61,30 +61,6 @@ class ObjectState:
         ptrs = (*self.ptrs, ptr)[-self.max_ptrs :] if self.max_ptrs else ()
         return replace(self, memories=memories, ptrs=ptrs, step=self.step + 1)
 
-    def check_structure(self) -> None:
-        """Raise `StateError` unless the tensors are consistent and finite (any model)."""
-
-        def fail(what: str) -> None:
-            raise StateError(f"corrupt tracker state ({what})")
-
-        if min(self.video_size) <= 0:
-            fail("bad image size")
-        if self.cond_memory.dim() != 4 or self.cond_memory.shape[0] != 1:
-            fail("bad memory shape")
-        if self.cond_ptr.dim() != 2 or self.cond_score.shape != (1, 1):
-            fail("bad pointer shape")
-        if len(self.memories) != min(self.step, self.max_memories) or len(self.ptrs) != min(
-            self.step, self.max_ptrs
-        ):
-            fail("history does not match the step count")
-        if any(m.shape != self.cond_memory.shape or m.dtype != self.cond_memory.dtype for m in self.memories):
-            fail("bad memory shape")
-        if any(p.shape != self.cond_ptr.shape for p in self.ptrs):
-            fail("bad pointer shape")
-        for tensor in (self.cond_memory, self.cond_ptr, self.cond_score, *self.memories, *self.ptrs):
-            if not tensor.is_floating_point() or not torch.isfinite(tensor).all():
-                fail("non-finite values")
-
     @property
     def nbytes(self) -> int:
         """Bytes of tensor data once the history is full: what a store holds for the object."""
@@ -222,8 +198,33 @@ def assemble(head: Head, start: Mapping[str, torch.Tensor], memories: Sequence[t
         )
     except (KeyError, TypeError, ValueError) as error:
         raise StateError(f"corrupt tracker state ({error})") from None
-    state.check_structure()
+    _check_structure(state)
     return state
+
+
+def _check_structure(state: ObjectState) -> None:
+    """Raise `StateError` unless the tensors are consistent and finite (any model)."""
+
+    def fail(what: str) -> None:
+        raise StateError(f"corrupt tracker state ({what})")
+
+    if min(state.video_size) <= 0:
+        fail("bad image size")
+    if state.cond_memory.dim() != 4 or state.cond_memory.shape[0] != 1:
+        fail("bad memory shape")
+    if state.cond_ptr.dim() != 2 or state.cond_score.shape != (1, 1):
+        fail("bad pointer shape")
+    if len(state.memories) != min(state.step, state.max_memories) or len(state.ptrs) != min(
+        state.step, state.max_ptrs
+    ):
+        fail("history does not match the step count")
+    if any(m.shape != state.cond_memory.shape or m.dtype != state.cond_memory.dtype for m in state.memories):
+        fail("bad memory shape")
+    if any(p.shape != state.cond_ptr.shape for p in state.ptrs):
+        fail("bad pointer shape")
+    for tensor in (state.cond_memory, state.cond_ptr, state.cond_score, *state.memories, *state.ptrs):
+        if not tensor.is_floating_point() or not torch.isfinite(tensor).all():
+            fail("non-finite values")
 
 
 @dataclass(frozen=True)

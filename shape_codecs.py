@@ -18,6 +18,10 @@ import cv2
 import numpy as np
 
 SHAPE_TYPES = ("mask", "polygon", "rectangle")
+# CVAT's legacy tracker interface sends and expects a rectangle as a bare [xtl, ytl, xbr, ybr]; an
+# object started that way is answered the same way, so its answer form is kept with its state.
+BARE_RECTANGLE = "bare-rectangle"
+ANSWER_FORMS = (*SHAPE_TYPES, BARE_RECTANGLE)
 
 
 class ShapeError(ValueError):

@@ -20,7 +20,9 @@ Lifetimes follow SAM2_TRACKER_STATE_TTL (CVAT's 8-hour state max age); see `Redi
 
 The pieces and their bytes are object_state.py's; the connection and its errors store_client.py's; this
 module decides where the pieces live and when they go. Only commands Kvrocks 2.7 supports too: SET
-with EX, GET, MGET, DEL, EXPIRE, pipelines. No Lua, no modules.
+with EX, GET, MGET, DEL, EXPIRE, pipelines. No Lua, no modules. Without Redis (one local instance, the
+offline CLI, the cvat-sdk agent) the same logic runs over `ByteMap`, those commands on bytes held in the
+process (`MemoryStateStore`), so every state goes through the bytes Redis would hold.
 """
 
 from __future__ import annotations
@@ -28,14 +30,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 
 import store_client
+from bounded_lru import BoundedLru
 from config import StoreConfig
 from object_state import (
     Head,
@@ -50,6 +52,7 @@ from object_state import (
     start_bytes,
     start_tensors,
 )
+from shape_codecs import ANSWER_FORMS
 from tokens import is_token, new_token, object_tag
 
 logger = logging.getLogger(__name__)
@@ -67,8 +70,46 @@ class Lineage:
     window: tuple[str, ...]  # tokens of the versions holding each memory frame, oldest first
     parent: str | None = None
     dropped: tuple[str, ...] = ()  # memory chunks that left the window at this version
-    # wall-clock time (epoch seconds) until which each of (cond, *window) is known to live; Redis only
+    # wall-clock time (epoch seconds) until which each of (cond, *window) is known to live
     until: tuple[float, ...] = ()
+
+    def to_fields(self, answer_form: str) -> dict[str, Any]:
+        """The lineage and the answer form as a head's metadata (see `from_fields`)."""
+        return {
+            "answer_form": answer_form,
+            "cond": self.cond,
+            "window": list(self.window),
+            "parent": self.parent,
+            "dropped": list(self.dropped),
+            "until": list(self.until),
+        }
+
+    @classmethod
+    def from_fields(cls, info: dict[str, Any], token: str) -> tuple[Lineage, str]:
+        """The lineage and answer form a head of `token` holds; every piece it names must belong to
+        the same object (one slot), and the answer form must be one this tracker answers in."""
+        try:
+            tokens = [info["cond"], *info["window"], *info["dropped"]]
+            if info["parent"] is not None:
+                tokens.append(info["parent"])
+            tag = object_tag(token)
+            if not all(is_token(t) and object_tag(t) == tag for t in tokens):
+                raise ValueError("bad tokens")
+            if info["answer_form"] not in ANSWER_FORMS:
+                raise ValueError("bad answer form")
+            until = tuple(float(t) for t in info["until"])
+            if len(until) != 1 + len(info["window"]):
+                raise ValueError("bad lifetimes")
+            lineage = cls(
+                cond=info["cond"],
+                window=tuple(info["window"]),
+                parent=info["parent"],
+                dropped=tuple(info["dropped"]),
+                until=until,
+            )
+        except (KeyError, TypeError, ValueError):
+            raise StateError("corrupt tracker state (bad head)") from None
+        return lineage, info["answer_form"]
 
 
 @dataclass(frozen=True)
@@ -80,6 +121,19 @@ class StoredObject:
     state: ObjectState
     answer_form: str
     lineage: Lineage = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class VersionKeys:
+    """The keys a version's head and pieces live under."""
+
+    head: str
+    start: str
+    memories: tuple[str, ...]
+
+    @property
+    def pieces(self) -> tuple[str, ...]:
+        return (self.start, *self.memories)
 
 
 @dataclass(frozen=True)
@@ -125,50 +179,7 @@ class StateStore:
         raise NotImplementedError
 
 
-class MemoryStateStore(StateStore):
-    """States in this process only: replicas do not share them. For a single local instance."""
-
-    def __init__(self, ttl_seconds: int = StoreConfig.ttl_seconds, clock=time.monotonic):
-        self.ttl_seconds = ttl_seconds
-        self._clock = clock
-        self._items: dict[str, tuple[float, StoredObject]] = {}
-        self._lock = threading.Lock()
-
-    def describe(self) -> str:
-        return "in-process memory"
-
-    def load(self, tokens: Sequence[str]) -> list[StoredObject]:
-        now = self._clock()
-        with self._lock:
-            self._expire(now)
-            found = [self._items.get(token) for token in tokens]
-        if any(item is None for item in found):
-            raise UnknownState("unknown or expired state")
-        return [stored for _, stored in found]
-
-    def save(self, updates: Sequence[Update]) -> list[StoredObject]:
-        now = self._clock()
-        saved = []
-        with self._lock:
-            for update in updates:
-                token = version_token(update)
-                stored = StoredObject(token, update.state, update.answer_form, next_lineage(token, update))
-                self._items[token] = (now + self.ttl_seconds, stored)
-                if stored.lineage.parent is not None:
-                    self._items.pop(update.previous.lineage.parent, None)
-                saved.append(stored)
-            self._expire(now)
-        return saved
-
-    def _expire(self, now: float) -> None:
-        for token in [t for t, (deadline, _) in self._items.items() if deadline <= now]:
-            del self._items[token]
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-
-class ChunkCache:
+class ChunkCache(BoundedLru[dict[str, torch.Tensor]]):
     """Recently used memory chunks of this process, parsed, by Redis key (least recently used out).
 
     Chunks are immutable (a key is never rewritten with other content), so a cached chunk is always
@@ -177,43 +188,10 @@ class ChunkCache:
     call; a worker that did not reads only the ones it lacks.
     """
 
-    def __init__(self, capacity_bytes: int):
-        self.capacity = capacity_bytes
-        self._items: OrderedDict[str, tuple[dict[str, torch.Tensor], int]] = OrderedDict()
-        self._size = 0
-        self._lock = threading.Lock()
-
-    def get(self, key: str) -> dict[str, torch.Tensor] | None:
-        with self._lock:
-            item = self._items.get(key)
-            if item is None:
-                return None
-            self._items.move_to_end(key)
-            return item[0]
-
-    def put(self, key: str, tensors: dict[str, torch.Tensor]) -> None:
-        size = sum(t.numel() * t.element_size() for t in tensors.values())
-        if size > self.capacity:
-            return
-        with self._lock:
-            old = self._items.pop(key, None)
-            if old is not None:
-                self._size -= old[1]
-            self._items[key] = (tensors, size)
-            self._size += size
-            while self._size > self.capacity:
-                _, (_, evicted) = self._items.popitem(last=False)
-                self._size -= evicted
-
-    def discard(self, keys: Sequence[str]) -> None:
-        with self._lock:
-            for key in keys:
-                item = self._items.pop(key, None)
-                if item is not None:
-                    self._size -= item[1]
-
-    def __len__(self) -> int:
-        return len(self._items)
+    def put(self, key: str, tensors: dict[str, torch.Tensor], size: int | None = None) -> None:
+        if size is None:
+            size = sum(t.numel() * t.element_size() for t in tensors.values())
+        super().put(key, tensors, size)
 
 
 class RedisStateStore(StateStore):
@@ -233,9 +211,15 @@ class RedisStateStore(StateStore):
     """
 
     def __init__(
-        self, client: Any = None, cfg: StoreConfig | None = None, where: str = "redis", connect=None
+        self,
+        client: Any = None,
+        cfg: StoreConfig | None = None,
+        where: str = "redis",
+        connect: Callable[[], Any] | None = None,
+        clock: Callable[[], float] = time.time,
     ):
         cfg = cfg or StoreConfig()
+        self._clock = clock  # wall-clock seconds, as the pieces' lifetimes are recorded
         self._client = client
         self._connect = connect  # makes the client on first use, when none was given
         self._connecting = threading.Lock()
@@ -261,17 +245,32 @@ class RedisStateStore(StateStore):
         time a call takes and for clock differences between replicas."""
         return 0.1 * self.ttl_seconds
 
-    def head_key(self, token: str) -> str:
+    def keys_of(self, stored: StoredObject) -> VersionKeys:
+        """Where a version's head and pieces live."""
+        lineage = stored.lineage
+        return VersionKeys(
+            head=self._head_key(stored.token),
+            start=self._start_key(lineage.cond),
+            memories=tuple(self._memory_key(t) for t in lineage.window),
+        )
+
+    def _head_key(self, token: str) -> str:
         return self._key("v", token)
 
-    def start_key(self, token: str) -> str:
+    def _start_key(self, token: str) -> str:
         return self._key("c", token)
 
-    def memory_key(self, token: str) -> str:
+    def _memory_key(self, token: str) -> str:
         return self._key("m", token)
 
     def _key(self, kind: str, token: str) -> str:
         return f"{self.prefix}{{{object_tag(token)}}}:{kind}:{token}"
+
+    @staticmethod
+    def _parse_head(data: bytes, token: str) -> tuple[Head, Lineage, str]:
+        head = read_head(data)
+        lineage, answer_form = Lineage.from_fields(head.info, token)
+        return head, lineage, answer_form
 
     def _client_now(self):
         if self._client is None:
@@ -281,10 +280,10 @@ class RedisStateStore(StateStore):
         return self._client
 
     def load(self, tokens: Sequence[str]) -> list[StoredObject]:
-        heads = self._call(lambda pipe: [pipe.get(self.head_key(t)) for t in tokens])
+        heads = self._call(lambda pipe: [pipe.get(self._head_key(t)) for t in tokens])
         if any(head is None for head in heads):
             raise UnknownState("unknown or expired state")
-        parsed = [_parse_head(head, token) for head, token in zip(heads, tokens, strict=True)]
+        parsed = [self._parse_head(head, token) for head, token in zip(heads, tokens, strict=True)]
         chunks = self._chunks([self._piece_keys(lineage) for _, lineage, _ in parsed])
         loaded = []
         for token, (head, lineage, answer_form) in zip(tokens, parsed, strict=True):
@@ -294,7 +293,7 @@ class RedisStateStore(StateStore):
         return loaded
 
     def _piece_keys(self, lineage: Lineage) -> list[str]:
-        return [self.start_key(lineage.cond), *(self.memory_key(t) for t in lineage.window)]
+        return [self._start_key(lineage.cond), *(self._memory_key(t) for t in lineage.window)]
 
     def _chunks(self, per_object: list[list[str]]) -> dict[str, dict[str, torch.Tensor]]:
         """Parsed pieces by key: from this process's cache, the others in one MGET per object (one
@@ -315,7 +314,7 @@ class RedisStateStore(StateStore):
         return found
 
     def save(self, updates: Sequence[Update]) -> list[StoredObject]:
-        now = time.time()
+        now = self._clock()
         planned = []
         for update in updates:
             token = version_token(update)
@@ -328,26 +327,27 @@ class RedisStateStore(StateStore):
             for token, update, lineage, refresh in planned:
                 state = update.state
                 if update.previous is None:
-                    pipe.set(self.start_key(token), start_bytes(state), ex=self.piece_ttl)
-                    fresh[self.start_key(token)] = start_tensors(state)
+                    pipe.set(self._start_key(token), start_bytes(state), ex=self.piece_ttl)
+                    fresh[self._start_key(token)] = start_tensors(state)
                 if lineage.window and lineage.window[-1] == token:
-                    pipe.set(self.memory_key(token), memory_bytes(state.memories[-1]), ex=self.piece_ttl)
-                    fresh[self.memory_key(token)] = {"memory": state.memories[-1]}
+                    pipe.set(self._memory_key(token), memory_bytes(state.memories[-1]), ex=self.piece_ttl)
+                    fresh[self._memory_key(token)] = {"memory": state.memories[-1]}
                 for key in refresh:
                     pipe.expire(key, self.piece_ttl)
-                head = _head_bytes(state, update.answer_form, lineage)
-                pipe.set(self.head_key(token), head, ex=self.ttl_seconds)
+                head = head_bytes(state, lineage.to_fields(update.answer_form))
+                pipe.set(self._head_key(token), head, ex=self.ttl_seconds)
                 if update.previous is not None and update.previous.lineage.parent is not None:
                     # The grandparent version and the memory only it still used: nothing can reach
                     # them once the parent is superseded too. One object, one slot: one DEL.
-                    dead = [self.memory_key(t) for t in update.previous.lineage.dropped]
-                    pipe.execute_command("DEL", self.head_key(update.previous.lineage.parent), *dead)
+                    dead = [self._memory_key(t) for t in update.previous.lineage.dropped]
+                    pipe.execute_command("DEL", self._head_key(update.previous.lineage.parent), *dead)
                     gone.extend(dead)
 
         self._call(queue)
         self.cache.discard(gone)
-        for key, tensors in fresh.items():
-            self.cache.put(key, {name: t.detach().to("cpu") for name, t in tensors.items()})
+        if self.cache.capacity:
+            for key, tensors in fresh.items():
+                self.cache.put(key, {name: t.detach().to("cpu") for name, t in tensors.items()})
         return [StoredObject(token, u.state, u.answer_form, lineage) for token, u, lineage, _ in planned]
 
     def _lifetimes(
@@ -368,7 +368,7 @@ class RedisStateStore(StateStore):
                 until.append(known[piece])
             else:
                 until.append(written_until)
-                refresh.append(self.start_key(piece) if index == 0 else self.memory_key(piece))
+                refresh.append(self._start_key(piece) if index == 0 else self._memory_key(piece))
         return replace(lineage, until=tuple(until)), refresh
 
     def _call(self, queue):
@@ -384,46 +384,100 @@ class RedisStateStore(StateStore):
             raise unavailable from None
 
 
-def _head_bytes(state: ObjectState, answer_form: str, lineage: Lineage) -> bytes:
-    return head_bytes(
-        state,
-        {
-            "answer_form": answer_form,
-            "cond": lineage.cond,
-            "window": list(lineage.window),
-            "parent": lineage.parent,
-            "dropped": list(lineage.dropped),
-            "until": list(lineage.until),
-        },
-    )
+class MemoryStateStore(RedisStateStore):
+    """States in this process only (replicas do not share them): for one local instance, the offline
+    CLI and the cvat-sdk agent. The same store logic as Redis, over an in-process `ByteMap`, so every
+    state goes through the bytes Redis would hold; no chunk cache (the bytes are already here)."""
+
+    def __init__(self, ttl_seconds: int = StoreConfig.ttl_seconds, clock: Callable[[], float] = time.time):
+        self.bytes = ByteMap(clock)
+        cfg = StoreConfig(ttl_seconds=ttl_seconds, cache_megabytes=0)
+        super().__init__(self.bytes, cfg, where="in-process memory", clock=clock)
+
+    def forget_object(self, token: str) -> None:
+        """Drop every version of the object `token` belongs to (its holder is done with it)."""
+        tag = f"{{{object_tag(token)}}}:"
+        self.bytes.delete_where(lambda key: tag in key)
 
 
-def _parse_head(data: bytes, token: str) -> tuple[Head, Lineage, str]:
-    """The head stored for `token`; its pieces must belong to the same object (one slot)."""
-    head = read_head(data)
-    info = head.info
-    try:
-        tokens = [info["cond"], *info["window"], *info["dropped"]]
-        if info["parent"] is not None:
-            tokens.append(info["parent"])
-        tag = object_tag(token)
-        if not all(is_token(t) and object_tag(t) == tag for t in tokens):
-            raise ValueError("bad tokens")
-        if not isinstance(info["answer_form"], str):
-            raise ValueError("bad answer form")
-        until = tuple(float(t) for t in info["until"])
-        if len(until) != 1 + len(info["window"]):
-            raise ValueError("bad lifetimes")
-        lineage = Lineage(
-            cond=info["cond"],
-            window=tuple(info["window"]),
-            parent=info["parent"],
-            dropped=tuple(info["dropped"]),
-            until=until,
-        )
-    except (KeyError, TypeError, ValueError):
-        raise StateError("corrupt tracker state (bad head)") from None
-    return head, lineage, info["answer_form"]
+class ByteMap:
+    """The few Redis commands the store uses (pipelines of GET, SET with EX, EXPIRE, MGET, DEL), on
+    bytes held in this process, with Redis's expiry semantics."""
+
+    def __init__(self, clock: Callable[[], float] = time.time):
+        self._clock = clock
+        self._values: dict[str, tuple[bytes, float]] = {}  # key: (value, deadline)
+        self._lock = threading.Lock()
+
+    def pipeline(self, transaction: bool = False) -> BytePipeline:
+        return BytePipeline(self)
+
+    def run(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        with self._lock:
+            self._purge()
+            return [self._run(*command) for command in commands]
+
+    def delete_where(self, doomed: Callable[[str], bool]) -> None:
+        with self._lock:
+            for key in [k for k in self._values if doomed(k)]:
+                del self._values[key]
+
+    def __len__(self) -> int:
+        with self._lock:
+            self._purge()
+            return len(self._values)
+
+    def _purge(self) -> None:
+        now = self._clock()
+        for key in [k for k, (_, deadline) in self._values.items() if deadline <= now]:
+            del self._values[key]
+
+    def _run(self, name: str, *args: Any) -> Any:
+        if name == "GET":
+            return self._get(args[0])
+        if name == "MGET":
+            return [self._get(key) for key in args]
+        if name == "SET":
+            key, value, seconds = args
+            self._values[key] = (bytes(value), self._clock() + seconds)
+            return True
+        if name == "EXPIRE":
+            key, seconds = args
+            if key not in self._values:
+                return False
+            self._values[key] = (self._values[key][0], self._clock() + seconds)
+            return True
+        if name == "DEL":
+            return sum(self._values.pop(key, None) is not None for key in args)
+        raise ValueError(f"ByteMap does not run {name}")
+
+    def _get(self, key: str) -> bytes | None:
+        item = self._values.get(key)
+        return None if item is None else item[0]
+
+
+class BytePipeline:
+    """Commands queued for a `ByteMap`, run together by `execute` (as redis-py's pipeline)."""
+
+    def __init__(self, owner: ByteMap):
+        self._owner = owner
+        self._commands: list[tuple[Any, ...]] = []
+
+    def get(self, key: str) -> None:
+        self._commands.append(("GET", key))
+
+    def set(self, key: str, value: bytes, ex: int) -> None:
+        self._commands.append(("SET", key, value, ex))
+
+    def expire(self, key: str, seconds: int) -> None:
+        self._commands.append(("EXPIRE", key, seconds))
+
+    def execute_command(self, name: str, *args: Any) -> None:
+        self._commands.append((name.upper(), *args))
+
+    def execute(self) -> list[Any]:
+        commands, self._commands = self._commands, []
+        return self._owner.run(commands)
 
 
 def store_from_config(cfg: StoreConfig) -> StateStore:

@@ -18,12 +18,13 @@ import argparse
 import base64
 import io
 import json
+import os
 import re
 import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +53,23 @@ PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 13
 # fmt: on
 
 
+# One frame tracked: (frame RGB, the start shapes, the states of the last frame; none on the start
+# frame) -> (shapes, states), per object in order.
+Answer = tuple[list[Any], list[str]]
+FrameTracker = Callable[[np.ndarray, Sequence[Any], Sequence[str]], Answer]
+
+
 class CliError(Exception):
     """Something the user can fix; printed without a traceback."""
+
+
+class VideoEnded(CliError):
+    """A video frame that cannot be decoded: the file ends (or breaks) before the frame its header
+    promised. Tracking stops there and keeps what it tracked."""
+
+    def __init__(self, path: Path, frame: int):
+        super().__init__(f"{path}: frame {frame} cannot be decoded")
+        self.frame = frame
 
 
 # ---- frames -----------------------------------------------------------------------------------
@@ -95,7 +111,8 @@ class FrameSource:
             yield from self._decode(first, last)
             return
         # Backward: decode blocks forward from a seek point, newest block first, so memory holds one
-        # block and not the whole range.
+        # block and not the whole range. A block that breaks off has lost its newest frames, the
+        # next ones backward: tracking stops before the block.
         for block_end in range(first, last - 1, -REVERSE_BLOCK):
             block_start = max(last, block_end - REVERSE_BLOCK + 1)
             yield from reversed(list(self._decode(block_start, block_end)))
@@ -107,7 +124,7 @@ class FrameSource:
             for index in range(low, high + 1):
                 ok, frame = capture.read()
                 if not ok:
-                    raise CliError(f"{self.path}: frame {index} cannot be decoded")
+                    raise VideoEnded(self.path, index)
                 yield index, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
         finally:
             capture.release()
@@ -139,32 +156,59 @@ def _numbers(text: str, what: str, count: int | None = None) -> list[float]:
 # ---- the function: in this process, or over HTTP -----------------------------------------------
 
 
-class InProcessFunction:
-    """The Nuclio handler's own code path, in this process, with in-memory states and no call budget
-    (no CVAT deadline to meet)."""
+class InProcessTracker:
+    """SAM2 in this process, through the call path every front end uses (tracking_call.py), with
+    in-memory states and no call budget (no CVAT deadline to meet). Frames go to the model as decoded
+    pixels: nothing is encoded to an image file and back."""
 
     def __init__(self):
-        import main
+        from model_handler import Sam2Tracker
+        from process_settings import claim_process
         from state_store import MemoryStateStore
+        from tracking_call import TrackingCall
 
-        self._main = main
         settings = Settings.from_env()
-        settings = replace(settings, limits=replace(settings.limits, call_budget_s=0))
-        self.app = main.create_app(settings, store=MemoryStateStore())
+        tracker_config = settings.tracker
+        if "SAM2_FEATURE_CACHE_MB" not in os.environ:
+            # one pass over a video never sees a frame twice: the cache would only hold memory
+            tracker_config = replace(tracker_config, feature_cache_mb=0)
+        process = claim_process(tracker_config)
+        tracker = Sam2Tracker.from_config(tracker_config, process.device)
+        self.call = TrackingCall(
+            tracker, MemoryStateStore(), settings.shapes.polygon_tolerance, settings.limits
+        )
 
-    def __call__(self, body: dict[str, Any]) -> dict[str, Any]:
-        status, answer = self._main.serve(self.app, body, self._main.Timings(), {})
-        if status != 200:
-            raise CliError(f"the tracker answered {status}: {answer['error']}")
-        return answer
+    def __call__(self, frame: np.ndarray, shapes: Sequence[Any], states: Sequence[str]) -> Answer:
+        from tracking_call import CallRefused, ObjectInput, StartShape
+
+        if states:
+            objects = [ObjectInput(token=token) for token in states]
+        else:
+            objects = [ObjectInput(shape=StartShape(s["type"], s["points"], sent=s)) for s in shapes]
+        try:
+            answer = self.call.run(frame, objects)
+        except CallRefused as error:
+            raise CliError(f"the tracker refused the frame: {error.message}") from None
+        return answer.shapes, answer.states
 
 
 class RemoteFunction:
+    """A deployed function (or local_server) over CVAT's protocol: each frame sent as PNG."""
+
     def __init__(self, url: str, timeout: float = 600):
         self.url = url
         self.timeout = timeout
 
-    def __call__(self, body: dict[str, Any]) -> dict[str, Any]:
+    def __call__(self, frame: np.ndarray, shapes: Sequence[Any], states: Sequence[str]) -> Answer:
+        image = base64.b64encode(png_bytes(frame)).decode()
+        if states:
+            body = {"image": image, "shapes": [None] * len(states), "states": list(states)}
+        else:
+            body = {"image": image, "shapes": list(shapes), "states": []}
+        answer = self._post(body)
+        return answer["shapes"], answer["states"]
+
+    def _post(self, body: dict[str, Any]) -> dict[str, Any]:
         request = urllib.request.Request(
             self.url,
             data=json.dumps(body).encode(),
@@ -184,31 +228,37 @@ class RemoteFunction:
             raise CliError(f"cannot reach {self.url}: {error}") from None
 
 
+@dataclass
+class Tracking:
+    """Shapes per frame index, in tracking order (the start frame holds the given shapes; None =
+    absent), and the frame where the video ended before the target, if it did."""
+
+    shapes: dict[int, list[Any]] = field(default_factory=dict)
+    ended: VideoEnded | None = None
+
+
 def track(
-    function: Callable[[dict], dict],
+    function: FrameTracker,
     source: FrameSource,
     start: int,
     target: int,
     objects: Sequence[TrackedObject],
     progress: bool = True,
-) -> dict[int, list[Any]]:
-    """Shapes per frame index (the start frame holds the given shapes; None = absent)."""
+) -> Tracking:
+    """Track from `start` to `target`, or to the last frame before one that cannot be decoded."""
     from tqdm import tqdm
 
-    frames = source.frames(start, target)
-    shapes: dict[int, list[Any]] = {}
+    tracking = Tracking()
     states: list[str] = []
+    given = [o.shape for o in objects]
     with tqdm(total=abs(target - start) + 1, desc="tracking", unit="frame", disable=not progress) as bar:
-        for index, frame in frames:
-            image = base64.b64encode(png_bytes(frame)).decode()
-            if not states:
-                answer = function({"image": image, "shapes": [o.shape for o in objects], "states": []})
-            else:
-                answer = function({"image": image, "shapes": [None] * len(states), "states": states})
-            shapes[index] = answer["shapes"]
-            states = answer["states"]
-            bar.update(1)
-    return shapes
+        try:
+            for index, frame in source.frames(start, target):
+                tracking.shapes[index], states = function(frame, given, states)
+                bar.update(1)
+        except VideoEnded as ended:
+            tracking.ended = ended
+    return tracking
 
 
 # ---- overlay ----------------------------------------------------------------------------------
@@ -297,16 +347,34 @@ def run(args: argparse.Namespace) -> dict[int, list[Any]]:
         if not 0 <= value < source.count:
             raise CliError(f"--{which} {value} is outside the video's frames 0..{source.count - 1}")
     objects = gather_objects(args, source)
-    function = RemoteFunction(args.url) if args.url else InProcessFunction()
-    shapes = track(function, source, args.start, args.target, objects, progress=not args.quiet)
-    size = next(source.frames(args.start, args.start))[1].shape[:2]
+    function = RemoteFunction(args.url) if args.url else InProcessTracker()
+    tracking = track(function, source, args.start, args.target, objects, progress=not args.quiet)
+    if not tracking.shapes:
+        raise CliError(f"{tracking.ended}: the start frame {args.start} is past the video's end")
+    write_outputs(args, source, objects, tracking.shapes)
+    if tracking.ended is not None:
+        first, last = next(iter(tracking.shapes)), next(reversed(tracking.shapes))
+        raise CliError(
+            f"{tracking.ended}: the video ends there; tracked and wrote frames {first}..{last} "
+            f"of {args.start}..{args.target}"
+        )
+    return tracking.shapes
+
+
+def write_outputs(
+    args: argparse.Namespace,
+    source: FrameSource,
+    objects: Sequence[TrackedObject],
+    shapes: dict[int, list[Any]],
+) -> None:
+    """The annotation files and the overlay for the frames tracked."""
+    size = next(iter(source.frames(args.start, args.start)))[1].shape[:2]
     if args.xml:
         write_cvat_xml(args.xml, source.path.name, objects, shapes, size)
     if args.coco_out:
         write_coco(args.coco_out, source.path.name, source.name, objects, shapes, size)
     if args.overlay:
         write_overlay(args.overlay, source, shapes, args.fps or getattr(source, "fps", 10.0))
-    return shapes
 
 
 def main(argv: Sequence[str] | None = None) -> int:

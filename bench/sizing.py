@@ -57,15 +57,14 @@ def main() -> int:
     scene = moving_objects_scene(args.frames, height=480, width=640, num_objects=args.objects, seed=7)
     images = [encode_image(frame) for frame in scene.frames]
     shapes = [{"type": "mask", "points": mask_to_rle(mask)} for mask in scene.masks[0]]
-    status, answer = function.serve(app, start_body(images[0], shapes), function.Timings(), {})
+    status, answer = function.serve(app, start_body(images[0], shapes), {})
     assert status == 200, answer
     seconds = []
     for image in images[1:]:
-        timings = function.Timings()
-        with timings.stage("total"):
-            status, answer = function.serve(app, continue_body(image, answer["states"]), timings, {})
+        began = time.perf_counter()
+        status, answer = function.serve(app, continue_body(image, answer["states"]), {})
         assert status == 200, answer
-        seconds.append(timings.stages["total"] / 1000)
+        seconds.append(time.perf_counter() - began)
     report.update(
         objects=args.objects,
         last_call_s=round(seconds[-1], 2),

@@ -6,17 +6,24 @@ from __future__ import annotations
 import pytest
 import yaml
 
-import main
 from config import Settings
 from tests.support import ROOT
 from tests.support.cvat import call_function, continue_body, function_instance, start_body
 
 
 @pytest.fixture(scope="module")
-def budgeted(checkpoint):
-    """A function with a 30 s budget and room for 1,000 objects per call, so the budget is the limit."""
-    platform = function_instance(checkpoint, SAM2_CALL_BUDGET_S="30", SAM2_MAX_OBJECTS="1000")
-    return platform, platform._get_handler_context(main.handler).user_data.app
+def budgeted(checkpoint, redis_server):
+    """A function with a 30 s budget and room for 1,000 objects per call, so the budget is the limit;
+    no feature cache, so that every call encodes its frame (a cached frame does not refine the
+    per-frame cost: see test_a_cached_frame_leaves_the_per_frame_cost)."""
+    platform = function_instance(
+        checkpoint,
+        SAM2_CALL_BUDGET_S="30",
+        SAM2_MAX_OBJECTS="1000",
+        SAM2_FEATURE_CACHE_MB="0",
+        **redis_server.env(),
+    )
+    return platform, platform.app
 
 
 def count_encodes(app) -> list[int]:
@@ -33,19 +40,21 @@ def test_costs_are_measured_at_start(budgeted):
     assert app.budget.estimate(0).fitting_objects >= 1
 
 
-def test_a_call_that_cannot_fit_is_refused_before_any_model_work(budgeted, images, start_shapes):
+def test_a_call_that_cannot_fit_is_refused_before_any_model_work(
+    budgeted, redis_server, images, start_shapes
+):
     platform, app = budgeted
     encodes = count_encodes(app)
     fitting = app.budget.estimate(0).fitting_objects
     too_many = [start_shapes[1]] * (fitting + 1)
-    stored_before = len(app.store)
+    stored_before = redis_server.client().dbsize()
     status, answer = call_function(platform, start_body(images[0], too_many))
     assert status == 413
     message = answer["error"]
     assert f"tracking {fitting + 1} objects" in message and f"about {fitting} objects fit" in message
     assert "CVAT_NUCLIO_DEFAULT_TIMEOUT" in message and "SAM2_CALL_BUDGET_S" in message
     assert encodes[0] == 0  # refused before the image was encoded
-    assert len(app.store) == stored_before  # and nothing was stored
+    assert redis_server.client().dbsize() == stored_before  # and nothing was stored
 
     status, answer = call_function(platform, start_body(images[0], start_shapes))
     assert status == 200 and encodes[0] == 1
@@ -67,9 +76,20 @@ def test_served_calls_refine_the_estimates(budgeted, images, start_shapes):
         assert (app.budget.per_object_s != before[1]) == full
 
 
+def test_a_cached_frame_leaves_the_per_frame_cost(checkpoint, images, start_shapes):
+    platform = function_instance(checkpoint, SAM2_CALL_BUDGET_S="30", SAM2_FEATURE_CACHE_MB="64")
+    budget = platform.app.budget
+    status, _ = call_function(platform, start_body(images[0], start_shapes[:1]))
+    assert status == 200
+    after_miss = budget.per_frame_s
+    status, _ = call_function(platform, start_body(images[0], start_shapes[:1]))  # the same picture
+    assert status == 200 and platform.app.tracker.feature_cache.hits == 1
+    assert budget.per_frame_s == after_miss
+
+
 def test_the_budget_can_be_turned_off(checkpoint):
     platform = function_instance(checkpoint, SAM2_CALL_BUDGET_S="0")
-    assert platform._get_handler_context(main.handler).user_data.app.budget is None
+    assert platform.app.budget is None
 
 
 @pytest.mark.parametrize("name", ["function.yaml", "function-gpu.yaml"])

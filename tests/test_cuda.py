@@ -132,3 +132,26 @@ def test_a_cvat_session_on_cuda_through_redis_equals_the_tracker_core(checkpoint
         for tracked in track_frames(tracker, scene.frames, prompts)[1:]
     ]
     assert answers == core
+
+
+def test_a_cached_frame_on_cuda_tracks_to_the_same_bits(checkpoint, video):
+    """The feature cache on the GPU: a re-run whose frames come from the cache gives the masks and logits
+    of a tracker that encodes every frame."""
+    from feature_cache import FeatureCache
+
+    scene, _ = video
+    cached = make_tracker(checkpoint, precision="bf16", device="cuda")
+    cached.feature_cache = FeatureCache(256 * 2**20)
+    fresh = make_tracker(checkpoint, precision="bf16", device="cuda")
+    for frame in scene.frames[:4]:
+        cached.encode(frame)  # the first pass
+    results = {}
+    for name, tracker in (("cached", cached), ("fresh", fresh)):
+        frames = [tracker.encode(frame) for frame in scene.frames[1:4]]
+        (tracked,) = tracker.start(frames[0], scene.masks[1][:1])
+        for frame in frames[1:]:
+            (tracked,) = tracker.step(frame, [tracked.state])
+        results[name] = tracked.result
+    assert cached.feature_cache.hits == 3
+    assert torch.equal(results["cached"].logits, results["fresh"].logits)
+    assert np.array_equal(results["cached"].mask, results["fresh"].mask)

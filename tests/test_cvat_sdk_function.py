@@ -13,7 +13,8 @@ from PIL import Image
 import cvat_sdk_function
 from config import ConfigError, TrackerConfig
 from model_handler import Sam2Tracker
-from tests.support.cvat import function_env
+from tests.support.cvat import call_function, function_env, function_instance, start_body
+from tracking_call import CallRefused
 
 
 class ShapeContext(cvataa.TrackingFunctionShapeContext):
@@ -37,6 +38,12 @@ def function(checkpoint):
         return cvat_sdk_function.create(checkpoint=str(checkpoint), device="cpu", precision="bf16")
 
 
+@pytest.fixture(scope="module")
+def handler(checkpoint):
+    """The Nuclio function on the same model, for comparison."""
+    return function_instance(checkpoint)
+
+
 def test_spec_is_a_tracking_spec_for_our_shape_types(function):
     assert isinstance(function.spec, cvataa.TrackingFunctionSpec)
     assert function.spec.supported_shape_types == {"mask", "polygon", "rectangle"}
@@ -56,7 +63,8 @@ def test_agent_style_session_equals_the_nuclio_function(function, images, start_
             assert isinstance(answer, cvataa.TrackableShape)
             assert answer.type == shape.type
         assert [a.points for a in answers] == list(expected[index - 1])
-        assert all(state.state.step == index for state in states)
+        stored = function.store.load([state.token for state in states])
+        assert [s.state.step for s in stored] == [index] * len(states)
 
 
 def test_rectangle_and_lost_object(function, images, absent_checkpoint):
@@ -78,7 +86,7 @@ def test_rectangle_and_lost_object(function, images, absent_checkpoint):
     state = lost.init_tracking_state(ShapeContext("polygon"), frame0, polygon)
     frame1 = lost.preprocess_image(Context(), Image.open(io.BytesIO(images[1])))
     assert lost.track(ShapeContext("polygon"), frame1, state) is None
-    assert state.state.step == 1
+    assert lost.store.load([state.token])[0].state.step == 1
 
 
 def test_bad_parameters_fail_clearly(checkpoint, tmp_path):
@@ -86,3 +94,33 @@ def test_bad_parameters_fail_clearly(checkpoint, tmp_path):
         cvat_sdk_function.create(checkpoint=str(checkpoint), precision="fp8")
     with pytest.raises(ConfigError, match="SAM2_CHECKPOINT"):
         cvat_sdk_function.create(checkpoint=str(tmp_path / "missing.pt"))
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        cvataa.TrackableShape(type="polygon", points=[10, 10, 20, 20]),
+        cvataa.TrackableShape(type="rectangle", points=[10, 10, 20]),
+        cvataa.TrackableShape(type="points", points=[10, 10]),
+    ],
+    ids=["two-vertex-polygon", "three-number-rectangle", "points"],
+)
+def test_bad_shapes_are_refused_with_the_handlers_sentence(function, handler, images, shape):
+    pp_image = function.preprocess_image(Context(), Image.open(io.BytesIO(images[0])))
+    with pytest.raises(CallRefused) as refused:
+        function.init_tracking_state(ShapeContext(shape.type), pp_image, shape)
+    status, answer = call_function(
+        handler, start_body(images[0], [{"type": shape.type, "points": shape.points}])
+    )
+    assert (refused.value.status, refused.value.message) == (status, answer["error"]) and status == 400
+
+
+def test_a_dropped_state_leaves_the_store(function, images, start_shapes):
+    pp_image = function.preprocess_image(Context(), Image.open(io.BytesIO(images[0])))
+    before = len(function.store.bytes)
+    shape = cvataa.TrackableShape(type="mask", points=start_shapes[0]["points"])
+    state = function.init_tracking_state(ShapeContext("mask"), pp_image, shape)
+    function.track(ShapeContext("mask"), pp_image, state)
+    assert len(function.store.bytes) > before
+    del state
+    assert len(function.store.bytes) == before

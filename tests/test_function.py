@@ -83,17 +83,14 @@ def test_body_as_bytes_and_extra_fields_are_accepted(function_with_redis, images
     assert status == 200 and body["shapes"][0]["type"] == "mask" and body["states"][0] != states[0]
 
 
-def test_memory_store_without_redis(checkpoint, monkeypatch, images, start_shapes, expected):
-    for name, value in function_env(checkpoint).items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("CVAT_FUNCTIONS_REDIS_HOST", raising=False)
-    platform = Platform()
+def test_memory_store_without_redis(checkpoint, images, start_shapes, expected):
+    platform = function_instance(checkpoint)
     status, body = call_function(platform, start_body(images[0], start_shapes))
     assert status == 200
     status, body = call_function(platform, continue_body(images[1], body["states"]))
     assert status == 200
     assert body["shapes"][0]["points"] == expected[0][0]
-    assert platform._get_handler_context(main.handler).user_data.app.store.describe() == "in-process memory"
+    assert platform.app.store.describe() == "in-process memory"
 
 
 def test_log_line_has_stage_timings_but_no_image_or_tokens(function_with_redis, images, start_shapes, capsys):

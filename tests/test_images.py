@@ -19,7 +19,6 @@ from PIL import Image, ImageOps
 import images
 import main
 from config import Limits
-from protocol import RequestError
 from tests.support.cvat import continue_body, function_instance, start_body
 from tests.support.synthetic import moving_objects_scene
 
@@ -331,14 +330,14 @@ def test_a_file_cvat_already_turned_is_not_turned_again(fmt):
 
 def test_too_many_pixels_and_undecodable_files_are_400():
     for data in (encode(Image.new("RGB", (20, 10)), "PNG"), sixteen_bit_gray_file(np.ones((10, 20)), "PNG")):
-        with pytest.raises(RequestError) as error:
+        with pytest.raises(images.ImageError) as error:
             images.decode_image(data, Limits(max_image_pixels=199))
-        assert error.value.status == 400 and "200 pixels" in error.value.message
+        assert not error.value.retry and "200 pixels" in str(error.value)
     noise = encode(Image.fromarray(np.random.default_rng(14).integers(0, 256, (20, 30, 3), np.uint8)), "PNG")
     for data in (b"not an image", encode(Image.new("RGB", (16, 16)), "ICO"), noise[: len(noise) // 2]):
-        with pytest.raises(RequestError) as error:
+        with pytest.raises(images.ImageError) as error:
             images.decode_image(data, LIMITS)
-        assert error.value.status == 400 and "could not be decoded" in error.value.message
+        assert not error.value.retry and "could not be decoded" in str(error.value)
 
 
 # ---- through the handler: each mode tracks like the RGB PNG of its picture -----------------------

@@ -42,9 +42,8 @@ def test_a_start_of_many_objects_spreads_over_every_master_and_each_object_keeps
     per_master = [node.client().dbsize() for node in cluster.nodes]
     assert all(count > 0 for count in per_master), per_master
     for stored in saved:  # all of an object's pieces, across its versions, on one master
-        lineage = stored.lineage
-        keys = [store.head_key(stored.token), store.start_key(lineage.cond)]
-        keys += [store.memory_key(t) for t in lineage.window]
+        keys = store.keys_of(stored)
+        keys = [keys.head, *keys.pieces]
         assert len({cluster.node_holding(key).port for key in keys}) == 1
     fresh = cluster_store(cluster)  # another worker: everything read from the cluster
     for stored, back in zip(saved, fresh.load([s.token for s in saved]), strict=True):
@@ -78,7 +77,8 @@ def test_a_master_stopped_mid_session_is_503_then_the_session_continues_or_is_40
     status, body = call_function(worker, start_body(images[0], start_shapes[:1]))
     assert status == 200
     (token,) = body["states"]
-    master = cluster.node_holding(RedisStateStore(cfg=StoreConfig()).head_key(token))
+    store = cluster_store(cluster)
+    master = cluster.node_holding(store.keys_of(store.load([token])[0]).head)
     master.stop()
     try:
         status, answer = call_function(worker, continue_body(images[1], body["states"]))

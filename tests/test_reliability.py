@@ -107,7 +107,8 @@ def test_planted_pickle_state_is_refused_and_never_executed(
             return (marker.write_text, ("pwned",))
 
     token = body["states"][0]
-    head_key = RedisStateStore(redis_server.client()).head_key(token)
+    store = RedisStateStore(redis_server.client())
+    head_key = store.keys_of(store.load([token])[0]).head
     redis_server.client().set(head_key, pickle.dumps(Exploit()))
     status, answer = call(platform, continue_body(images[1], [token]))
     assert status == 400

@@ -128,8 +128,8 @@ def test_planted_pickle_is_refused_and_never_executed(redis_server, tmp_path):
             return (marker.write_text, ("executed",))
 
     (other,) = store.save([Update(started_state(), "mask")])
-    client.set(store.head_key(stored.token), pickle.dumps(Exploit()))  # a head
-    client.set(store.start_key(other.token), pickle.dumps(Exploit()))  # a memory chunk
+    client.set(store.keys_of(stored).head, pickle.dumps(Exploit()))  # a head
+    client.set(store.keys_of(other).start, pickle.dumps(Exploit()))  # a memory chunk
     replica = RedisStateStore(client, StoreConfig(ttl_seconds=TTL))  # reads everything from Redis
     for token in (stored.token, other.token):
         with pytest.raises(StateError):
@@ -185,7 +185,8 @@ def test_memory_store_expires_after_the_ttl():
     now[0] = 10.5
     with pytest.raises(UnknownState):
         store.load([stored.token])
-    assert len(store) == 0
+    now[0] = 20.5  # the pieces outlive the head by one TTL, as in Redis
+    assert len(store.bytes) == 0
 
 
 def test_redis_state_disappears_after_the_ttl(redis_server):
@@ -275,10 +276,9 @@ def test_the_local_cache_holds_only_live_chunks_of_a_long_session(redis_server):
 
 
 def _pieces_outlive_the_head(client, store: RedisStateStore, stored) -> bool:
-    lineage = stored.lineage
-    head = client.pttl(store.head_key(stored.token))
-    pieces = [store.start_key(lineage.cond), *(store.memory_key(t) for t in lineage.window)]
-    return head > 0 and all(client.pttl(key) > head for key in pieces)
+    keys = store.keys_of(stored)
+    head = client.pttl(keys.head)
+    return head > 0 and all(client.pttl(key) > head for key in keys.pieces)
 
 
 def test_a_session_with_steps_just_under_the_ttl_apart_keeps_working(redis_server):
@@ -321,5 +321,5 @@ def test_pieces_are_refreshed_at_most_about_once_per_ttl(redis_server):
         elapsed = time.monotonic() - began
         refreshes = kvrocks.commands["expire"]
         assert 1 <= refreshes <= elapsed / (0.9 * cfg.ttl_seconds) + 1
-        assert set(kvrocks.expired) == {store.start_key(current.lineage.cond)}  # no memory piece
+        assert set(kvrocks.expired) == {store.keys_of(current).start}  # no memory piece
         assert kvrocks.written["expire"] <= refreshes * len(start_bytes(current.state)) * 1.01

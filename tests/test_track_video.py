@@ -276,3 +276,81 @@ def test_user_errors_are_one_line(sam2_env, video, capsys, extra, message):
     _, folder, _ = video
     assert track_video.main([str(folder), *extra, "--quiet"]) == 1
     assert message in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def cut_video(tmp_path_factory):
+    """An MJPEG AVI of 12 frames cut short (its index at the end is gone): the header still promises
+    12 frames, OpenCV opens it and decodes the first few."""
+    scene = moving_objects_scene(12, seed=5)
+    folder = tmp_path_factory.mktemp("cut")
+    whole, cut = folder / "whole.avi", folder / "cut.avi"
+    height, width = scene.size
+    writer = cv2.VideoWriter(str(whole), cv2.VideoWriter_fourcc(*"MJPG"), 5, (width, height))
+    for frame in scene.frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    data = whole.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    capture = cv2.VideoCapture(str(cut))
+    promised = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    decodable = 0
+    while capture.read()[0]:
+        decodable += 1
+    capture.release()
+    assert promised == 12 and 2 <= decodable < promised
+    return cut, decodable
+
+
+def test_a_video_cut_short_keeps_the_frames_tracked(sam2_env, cut_video, tmp_path, capsys):
+    cut, decodable = cut_video
+    outputs = {
+        "--xml": tmp_path / "t.xml",
+        "--coco-out": tmp_path / "t.json",
+        "--overlay": tmp_path / "t.gif",
+    }
+    args = [str(cut), "--start", "0", "--target", "11", "--box", "40,30,200,150", "--quiet"]
+    assert track_video.main([*args, *(str(a) for pair in outputs.items() for a in pair)]) == 1
+    error = capsys.readouterr().err
+    assert f"frame {decodable} cannot be decoded" in error and f"frames 0..{decodable - 1}" in error
+
+    coco = json.loads(outputs["--coco-out"].read_text())
+    assert len(coco["images"]) == len(coco["annotations"]) == decodable
+    boxes = ET.parse(outputs["--xml"]).getroot().findall("./track/box")
+    assert sorted(int(box.get("frame")) for box in boxes if box.get("outside") == "0") == list(
+        range(decodable)
+    )
+    assert Image.open(outputs["--overlay"]).n_frames == decodable
+
+
+def test_a_start_frame_past_the_end_of_a_cut_video_is_named(sam2_env, cut_video, tmp_path, capsys):
+    cut, decodable = cut_video
+    coco = tmp_path / "t.json"
+    args = [str(cut), "--start", "11", "--target", "0", "--box", "40,30,200,150", "--quiet"]
+    assert track_video.main([*args, "--coco-out", str(coco)]) == 1
+    error = capsys.readouterr().err
+    assert (
+        f"frame {decodable} cannot be decoded" in error and "start frame 11 is past the video's end" in error
+    )
+    assert not coco.exists()
+    # backward from the last frame that decodes: the whole way
+    args = [str(cut), "--start", str(decodable - 1), "--target", "0", "--box", "40,30,200,150", "--quiet"]
+    assert track_video.main([*args, "--coco-out", str(coco)]) == 0
+    assert len(json.loads(coco.read_text())["images"]) == decodable
+
+
+def test_in_process_tracking_encodes_no_image_file(sam2_env, video, monkeypatch):
+    """The CLI hands decoded frames to the call path: no PNG or JPEG is written and read again."""
+    _, _, mp4 = video
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("an image was encoded")
+
+    monkeypatch.setattr(Image.Image, "save", refuse)
+    monkeypatch.setattr(cv2, "imencode", refuse)
+    shapes = track_video.run(
+        track_video.parse_args(
+            [str(mp4), "--start", "0", "--target", "2", "--box", "40,30,200,150", "--quiet"]
+        )
+    )
+    assert sorted(shapes) == [0, 1, 2]

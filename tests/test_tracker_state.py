@@ -5,11 +5,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import pickle
-import struct
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from safetensors import safe_open
+from safetensors.torch import save
 
 from model_handler import InputError
 from object_state import ObjectState, StateError, StatePieces, from_pieces, to_pieces
@@ -100,14 +103,17 @@ def test_mask_of_another_size_is_refused(small_tracker, scene):
 
 
 def _with_info(blob: bytes, **changes) -> bytes:
-    (size,) = struct.unpack("<Q", blob[:8])
-    header = json.loads(blob[8 : 8 + size])
-    info = json.loads(header["__metadata__"]["sam2_tracker"])
+    """The piece with its tracker metadata changed, rewritten with safetensors' own reader and writer."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder, "piece.safetensors")
+        path.write_bytes(blob)
+        with safe_open(str(path), "pt") as reader:
+            metadata = reader.metadata()
+            tensors = {name: reader.get_tensor(name) for name in reader.keys()}  # noqa: SIM118
+    (key,) = metadata
+    info = json.loads(metadata[key])
     info.update(changes)
-    header["__metadata__"]["sam2_tracker"] = json.dumps(info)
-    raw = json.dumps(header).encode()
-    raw += b" " * (-len(raw) % 8)
-    return struct.pack("<Q", len(raw)) + raw + blob[8 + size :]
+    return save(tensors, metadata={key: json.dumps(info)})
 
 
 MANGLES = {

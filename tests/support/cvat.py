@@ -47,14 +47,24 @@ def function_environment(checkpoint: Path, **extra: str):
 
 def function_instance(checkpoint: Path, **extra: str):
     """A function instance (nuclio-sdk test platform) whose `init_context` ran in
-    `function_environment(checkpoint, **extra)`."""
+    `function_environment(checkpoint, **extra)`, on its first call (an empty request, refused); the
+    `App` its context holds is `.app`."""
+    import nuclio_sdk
     from nuclio_sdk.test import Platform
 
     import main
 
+    contexts = []
+
+    def keep(context):
+        contexts.append(context)
+        return context
+
     with function_environment(checkpoint, **extra):
         platform = Platform()
-        platform._get_handler_context(main.handler)
+        response = platform.call_handler_with_context_mutation(main.handler, nuclio_sdk.Event(body=b""), keep)
+    assert response.status_code == 400
+    platform.app = contexts[0].user_data.app
     return platform
 
 
