@@ -113,7 +113,7 @@ def serve(app: App, body: Any, info: dict[str, Any]) -> tuple[int, dict[str, Any
         began = time.perf_counter()
         request = parse_request(parse_body(body, app.settings.limits), app.settings.limits)
         info.update(objects=len(request.objects), object_types=describe_objects(request))
-        app.call.check_fits(len(request.objects))
+        app.call.check(request.objects)
         decoded = app.call.decode(request.image)
         info.update(image=decoded.describe())
         answer = app.call.run(decoded.picture, request.objects, time.perf_counter() - began)

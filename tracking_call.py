@@ -162,10 +162,22 @@ class TrackingCall:
         self.limits = limits or Limits()
         self.budget = budget  # None: no limit on a call's duration
 
-    def check_fits(self, objects: int) -> None:
-        """Refuse at once (413) a call the budget says would outrun CVAT's deadline."""
-        if self.budget is not None and not self.budget.fits(objects):
-            raise CallRefused(413, self.budget.refusal(objects))
+    def check(self, objects: Sequence[ObjectInput]) -> None:
+        """Refuse at once, before any image work, what the limits refuse: too many polygon vertices
+        (400), or more objects than the budget says fit in CVAT's deadline (413)."""
+        for index, obj in enumerate(objects):
+            shape = obj.shape
+            if (
+                shape is not None
+                and shape.type == "polygon"
+                and len(shape.points) > 2 * self.limits.max_polygon_points
+            ):
+                raise bad_input(
+                    f"shapes[{index}] has {len(shape.points) // 2} vertices; the limit is "
+                    f"{self.limits.max_polygon_points} (SAM2_MAX_POLYGON_POINTS)"
+                )
+        if self.budget is not None and not self.budget.fits(len(objects)):
+            raise CallRefused(413, self.budget.refusal(len(objects)))
 
     def decode(self, data: bytes) -> DecodedImage:
         """The image file as the picture the annotator sees."""
@@ -179,6 +191,7 @@ class TrackingCall:
     ) -> CallAnswer:
         """Track `objects` onto this picture (8-bit RGB): every state is loaded and checked before the
         image is encoded."""
+        self.check(objects)
         clock = _Clock({"decode": decode_s})
         size = picture_size(picture)
         with clock.stage("load"):
@@ -189,6 +202,7 @@ class TrackingCall:
 
     def run_on_frame(self, frame: Frame, objects: Sequence[ObjectInput]) -> CallAnswer:
         """As `run`, on a frame already encoded (cvat-sdk's agent encodes once for all objects)."""
+        self.check(objects)
         clock = _Clock()
         with clock.stage("load"):
             plans = self._plans(objects, frame.video_size)
@@ -237,11 +251,6 @@ class TrackingCall:
             if shape.type not in SHAPE_TYPES:
                 raise bad_input(
                     f"shapes[{index}] has type {shape.type!r}; this tracker supports {', '.join(SHAPE_TYPES)}"
-                )
-            if shape.type == "polygon" and len(shape.points) > 2 * self.limits.max_polygon_points:
-                raise bad_input(
-                    f"shapes[{index}] has {len(shape.points) // 2} vertices; the limit is "
-                    f"{self.limits.max_polygon_points} (SAM2_MAX_POLYGON_POINTS)"
                 )
             try:
                 prompt = shape_to_prompt(shape.type, shape.points, size)
