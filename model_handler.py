@@ -107,6 +107,13 @@ def preprocess(image: np.ndarray | Image.Image, image_size: int) -> torch.Tensor
     return ((tensor - mean) / std)[None]
 
 
+def picture_size(picture: np.ndarray | Image.Image) -> tuple[int, int]:
+    """(height, width) of an image, as a video size."""
+    if isinstance(picture, Image.Image):
+        return picture.height, picture.width
+    return int(picture.shape[0]), int(picture.shape[1])
+
+
 def fill_holes(logits: torch.Tensor, max_area: int) -> torch.Tensor:
     """Fill background components (8-connected) of at most `max_area` pixels with a small positive
     score, as sam2's ``fill_holes_in_mask_scores`` does with its CUDA extension."""
@@ -178,11 +185,10 @@ class Sam2Tracker:
     def encode(self, image: np.ndarray | Image.Image) -> Frame:
         """Run the image encoder once (or take its output from the feature cache); the frame is then
         shared by all objects."""
-        pixels = np.asarray(image)
-        video_size = (int(pixels.shape[0]), int(pixels.shape[1]))
+        video_size = picture_size(image)
         key = None
         if self.feature_cache.capacity_bytes > 0:
-            key = picture_key(pixels, self.fingerprint, self.image_size)
+            key = picture_key(np.asarray(image), self.fingerprint, self.image_size)
             found = self.feature_cache.get(key)
             if found is not None:
                 return self._frame(video_size, found, cached=True)

@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from config import Limits
-from shape_codecs import SHAPE_TYPES
 from tokens import is_old_token, is_token
-from tracking_call import RERUN, CallRefused, ObjectInput, StartShape, bad_input
+from tracking_call import RERUN, CallRefused, ObjectInput, StartShape, bad_input, check_start_shape
 
 _DATA_URL = re.compile(r"^data:[\w/+.-]*;base64,")
 
@@ -80,7 +79,7 @@ def parse_request(payload: dict[str, Any], limits: Limits) -> TrackRequest:
                 raise bad_input(f"states[{index}] is not a state of this tracker: {RERUN}")
             objects.append(ObjectInput(token=state))
         elif shape is not None:
-            objects.append(ObjectInput(shape=_shape(index, shape)))
+            objects.append(ObjectInput(shape=_shape(index, shape, limits)))
         else:
             raise bad_input(f"shapes[{index}] and states[{index}] are both empty: nothing to track")
     return TrackRequest(image=image, objects=objects)
@@ -113,16 +112,12 @@ def _image_bytes(value: Any, limits: Limits) -> bytes:
     return data
 
 
-def _shape(index: int, shape: Any) -> StartShape:
-    where = f"shapes[{index}]"
+def _shape(index: int, shape: Any, limits: Limits) -> StartShape:
     if isinstance(shape, list):
         # CVAT's legacy tracker interface (functions without supported_shape_types): a bare rectangle
         return StartShape(type="rectangle", points=shape, sent=shape, bare=True)
     if not isinstance(shape, dict):
-        raise bad_input(f"{where} must be an object with type and points")
+        raise bad_input(f"shapes[{index}] must be an object with type and points")
     shape_type, points = shape.get("type"), shape.get("points")
-    if shape_type not in SHAPE_TYPES:
-        raise bad_input(f"{where} has type {shape_type!r}; this tracker supports {', '.join(SHAPE_TYPES)}")
-    if not isinstance(points, list):
-        raise bad_input(f"{where}.points must be a list of numbers")
+    check_start_shape(index, shape_type, points, limits)
     return StartShape(type=shape_type, points=points, sent=shape)

@@ -69,7 +69,6 @@ class VideoEnded(CliError):
 
     def __init__(self, path: Path, frame: int):
         super().__init__(f"{path}: frame {frame} cannot be decoded")
-        self.frame = frame
 
 
 # ---- frames -----------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from PIL import Image
 from call_budget import CallBudget
 from config import Limits
 from images import DecodedImage, ImageError, decode_image
-from model_handler import Frame, InputError, Prompt, Sam2Tracker
+from model_handler import Frame, InputError, Prompt, Sam2Tracker, picture_size
 from object_state import ObjectState, StateError
 from shape_codecs import BARE_RECTANGLE, SHAPE_TYPES, ShapeError, mask_to_points, shape_to_prompt
 from state_store import StateStore, StoredObject, UnknownState, Update
@@ -66,7 +66,7 @@ class StartShape:
 
 @dataclass(frozen=True)
 class ObjectInput:
-    """One object of a call: continue the state `token`, or start from `shape`."""
+    """One object of a call: continue the state `token`, or start from `shape` (exactly one of them)."""
 
     token: str | None = None
     shape: StartShape | None = None
@@ -163,19 +163,11 @@ class TrackingCall:
         self.budget = budget  # None: no limit on a call's duration
 
     def check(self, objects: Sequence[ObjectInput]) -> None:
-        """Refuse at once, before any image work, what the limits refuse: too many polygon vertices
-        (400), or more objects than the budget says fit in CVAT's deadline (413)."""
+        """Refuse at once, before any image work, what the limits refuse: a shape this tracker cannot
+        start from (400), or more objects than the budget says fit in CVAT's deadline (413)."""
         for index, obj in enumerate(objects):
-            shape = obj.shape
-            if (
-                shape is not None
-                and shape.type == "polygon"
-                and len(shape.points) > 2 * self.limits.max_polygon_points
-            ):
-                raise bad_input(
-                    f"shapes[{index}] has {len(shape.points) // 2} vertices; the limit is "
-                    f"{self.limits.max_polygon_points} (SAM2_MAX_POLYGON_POINTS)"
-                )
+            if obj.shape is not None:
+                check_start_shape(index, obj.shape.type, obj.shape.points, self.limits)
         if self.budget is not None and not self.budget.fits(len(objects)):
             raise CallRefused(413, self.budget.refusal(len(objects)))
 
@@ -245,13 +237,7 @@ class TrackingCall:
             if index in loaded:
                 plans.append(_Plan(loaded[index].answer_form, stored=loaded[index]))
                 continue
-            shape = obj.shape
-            if shape is None:
-                raise bad_input(f"shapes[{index}] and states[{index}] are both empty: nothing to track")
-            if shape.type not in SHAPE_TYPES:
-                raise bad_input(
-                    f"shapes[{index}] has type {shape.type!r}; this tracker supports {', '.join(SHAPE_TYPES)}"
-                )
+            shape = obj.shape  # checked by `check`
             try:
                 prompt = shape_to_prompt(shape.type, shape.points, size)
             except ShapeError as error:
@@ -283,6 +269,21 @@ class TrackingCall:
         return answer_shape(plan.answer_form, mask, self.polygon_tolerance)
 
 
+def check_start_shape(index: int, shape_type: Any, points: Any, limits: Limits) -> None:
+    """Refuse (400) a shape no front end may start an object from: an unknown type, points that are
+    not a list, a polygon over SAM2_MAX_POLYGON_POINTS."""
+    where = f"shapes[{index}]"
+    if shape_type not in SHAPE_TYPES:
+        raise bad_input(f"{where} has type {shape_type!r}; this tracker supports {', '.join(SHAPE_TYPES)}")
+    if not isinstance(points, list):
+        raise bad_input(f"{where}.points must be a list of numbers")
+    if shape_type == "polygon" and len(points) > 2 * limits.max_polygon_points:
+        raise bad_input(
+            f"{where} has {len(points) // 2} vertices; the limit is "
+            f"{limits.max_polygon_points} (SAM2_MAX_POLYGON_POINTS)"
+        )
+
+
 def answer_shape(answer_form: str, mask: np.ndarray | None, tolerance: float) -> Any:
     """A tracked mask as CVAT expects it back: ``{"type", "points"}``, a bare box for a legacy
     rectangle, or None."""
@@ -293,13 +294,6 @@ def answer_shape(answer_form: str, mask: np.ndarray | None, tolerance: float) ->
     if answer_form == BARE_RECTANGLE:
         return list(points)
     return {"type": answer_form, "points": list(points)}
-
-
-def picture_size(picture: Image.Image | np.ndarray) -> tuple[int, int]:
-    """(height, width)."""
-    if isinstance(picture, Image.Image):
-        return picture.height, picture.width
-    return int(picture.shape[0]), int(picture.shape[1])
 
 
 def store_call(action: Callable[[], T]) -> T:
