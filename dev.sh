@@ -5,6 +5,10 @@
 #   ./dev.sh serve                set up .venv, fetch the default checkpoint if absent, serve the
 #                                 function on http://127.0.0.1:8080 (args go to local_server: --port N)
 #   ./dev.sh setup [dev]          only set up .venv
+#   ./dev.sh e2e [pytest args]    the real-CVAT tests: set up .venv-e2e and CVAT's requirements, bring up a
+#                                 CVAT (server, workers, PostgreSQL, Redis, nginx, OPA, a Nuclio stand-in)
+#                                 with the function deployed, run e2e/tests, take it all down
+#                                 (CVAT_SOURCE: the CVAT checkout, default ../shared/cvat-2.64.1)
 # Environment: PYTHON (default python3), TORCH_SPEC (default torch==2.13.0; a CUDA machine may want
 # another build), PIP_ARGS (extra pip arguments, e.g. an index URL).
 set -euo pipefail
@@ -13,7 +17,7 @@ cd "$(dirname "$0")"
 PYTHON=${PYTHON:-python3}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 SAM2_SPEC=sam2==1.1.0
-VENV=.venv
+VENV=${VENV:-.venv}
 read -r -a pip_args <<< "${PIP_ARGS:-}"
 
 pip_install() {
@@ -36,6 +40,8 @@ setup() {
     fi
     if [ "$extras" = dev ]; then
         pip_install -r requirements-dev.txt
+    elif [ "$extras" = e2e ]; then
+        pip_install -r e2e/requirements.txt
     else
         pip_install -r requirements-local.txt
     fi
@@ -80,5 +86,12 @@ case "$command" in
         fetch_checkpoint
         exec "$VENV/bin/python" -m local_server "$@"
         ;;
-    *) echo "usage: $0 {test|lint|serve|setup} [args]" >&2; exit 2 ;;
+    e2e)
+        VENV=.venv-e2e
+        setup e2e
+        ensure_redis_server
+        cvat_python=$(e2e/setup.sh | tail -n 1)
+        SAM2_E2E_CVAT_PYTHON=$cvat_python exec "$VENV/bin/python" -m pytest -c e2e/pytest.ini --rootdir . "$@"
+        ;;
+    *) echo "usage: $0 {test|lint|serve|setup|e2e} [args]" >&2; exit 2 ;;
 esac

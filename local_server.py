@@ -1,6 +1,6 @@
 """Serve the function on localhost without Nuclio: POST the CVAT request body, get the CVAT response.
 
-    python -m local_server [--host 127.0.0.1] [--port 8080] [--workers 1]
+    python -m local_server [--host 127.0.0.1] [--port 8080] [--workers 1] [--worker-id 0]
 
 Each request becomes a nuclio-sdk `Event` the way Nuclio's HTTP trigger makes it (a body with content
 type exactly ``application/json`` arrives parsed, anything else as bytes) and goes to `main.handler`
@@ -26,10 +26,12 @@ from config import ConfigError, Limits
 log = logging.getLogger("sam2-tracker.local")
 
 
-def make_context() -> nuclio_sdk.Context:
+def make_context(worker_id: int = 0) -> nuclio_sdk.Context:
     logger = nuclio_sdk.Logger(logging.INFO, "sam2-tracker")
     logger.set_handler("default", sys.stderr, nuclio_sdk.logger.HumanReadableFormatter())
-    context = nuclio_sdk.Context(logger=logger, worker_id=0, trigger=nuclio_sdk.TriggerInfo("http", "local"))
+    # Nuclio's Python wrapper hands the worker's index on as a string
+    trigger = nuclio_sdk.TriggerInfo("http", "local")
+    context = nuclio_sdk.Context(logger=logger, worker_id=str(worker_id), trigger=trigger)
     main.init_context(context)
     return context
 
@@ -118,8 +120,8 @@ class RequestHandler(BaseHTTPRequestHandler):
         log.info("%s %s", self.address_string(), format % args)
 
 
-def serve(host: str, port: int, workers: int) -> FunctionServer:
-    context = make_context()
+def serve(host: str, port: int, workers: int, worker_id: int = 0) -> FunctionServer:
+    context = make_context(worker_id)
     limits = context.user_data.app.settings.limits
     return FunctionServer((host, port), context, workers, limits)
 
@@ -129,10 +131,13 @@ def main_cli(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--workers", type=int, default=1, help="requests served at once")
+    parser.add_argument(
+        "--worker-id", type=int, default=0, help="this process's index among a function's worker processes"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        server = serve(args.host, args.port, max(1, args.workers))
+        server = serve(args.host, args.port, max(1, args.workers), args.worker_id)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

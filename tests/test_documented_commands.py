@@ -42,6 +42,8 @@ EXEMPT = {
     ".venv/bin/pip install cvat-cli": "installs from PyPI what requirements-dev.txt already installed",
     ". .venv/bin/activate": "changes only the calling shell",
     "bench/device_check.sh": "prepares for and runs on the lent GPU machine",
+    "./dev.sh e2e": "the real-CVAT tests, which CI runs after this suite (.ci/run)",
+    "CVAT_SOURCE=": "./dev.sh e2e against another CVAT checkout: as above",
 }
 
 
