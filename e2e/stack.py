@@ -28,26 +28,21 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from e2e.nginx import nginx_config
 from e2e.nuclio_standin import Deployment, NuclioStandIn
 from e2e.processes import Services, StackError, free_port, http_ok, port_open, wait_until
+from e2e.stack_folders import alias_docker_host, clean_stale_stacks, new_stack_folder, unalias_docker_host
 from tests.support import ROOT
 from tests.support.kvrocks import KvrocksStandIn
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_CVAT_SOURCE = ROOT.parent / "shared" / "cvat-2.64.1"
 POSTGRES_BIN = Path("/usr/lib/postgresql")
-WORK_PREFIX = "sam2-cvat-e2e-"
-OWNER = "owner"  # in a stack's folder: the process that brought it up (see process_identity)
-DOCKER_HOST = "host.docker.internal"
-HOSTS = Path("/etc/hosts")
-HOSTS_LINE = f"127.0.0.1 {DOCKER_HOST}  # added by the sam2-cvat e2e stack\n"
 
 # The function as the tests deploy it: function.yaml's settings, except a random-weight checkpoint
 # (no real one can be downloaded here) and what makes the official predictor an exact oracle on a
@@ -100,11 +95,9 @@ class Ports:
 class Stack:
     def __init__(self, config: StackConfig):
         self.config = config
-        self.work = Path(tempfile.mkdtemp(prefix=WORK_PREFIX))
-        self.work.chmod(0o755)  # nginx's and PostgreSQL's users read and write below it
+        self.work = new_stack_folder()
         self.logs = self.work / "logs"
         self.logs.mkdir()
-        (self.work / OWNER).write_text(process_identity(os.getpid()))
         self.services = Services(self.work, self.logs)
         self.ports = Ports()
         self.kvrocks: list[KvrocksStandIn] = []
@@ -133,7 +126,7 @@ class Stack:
     def up(self) -> Stack:
         began = time.monotonic()
         try:
-            self._alias_docker_host()
+            self._aliased_docker_host = alias_docker_host()
             self._copy_cvat()
             self._start_postgres()
             self._start_redis()
@@ -148,32 +141,6 @@ class Stack:
             f"CVAT stack up in {time.monotonic() - began:.0f} s at {self.url} ({self.work})", file=sys.stderr
         )
         return self
-
-    def _alias_docker_host(self) -> None:
-        """CVAT's `direct` invocation posts to host.docker.internal instead of localhost when it finds
-        /.dockerenv (it assumes it runs in a container beside Nuclio's, and CVAT's serverless Compose file
-        maps that name to the Docker host). Where this stack itself runs in a container, the name is
-        mapped to this machine the same way, for the stack's lifetime."""
-        if not Path("/.dockerenv").exists():
-            return
-        with contextlib.suppress(OSError):
-            socket.getaddrinfo(DOCKER_HOST, None)
-            return
-        if os.geteuid() != 0:
-            raise StackError(
-                f"/.dockerenv exists, so CVAT invokes functions at {DOCKER_HOST}: map it to "
-                f"127.0.0.1 in {HOSTS}, or run as root"
-            )
-        with open(HOSTS, "a") as hosts:
-            hosts.write(HOSTS_LINE)
-        self._aliased_docker_host = True
-
-    def _unalias_docker_host(self) -> None:
-        if self._aliased_docker_host:
-            HOSTS.write_text(
-                "".join(line for line in HOSTS.read_text().splitlines(True) if line != HOSTS_LINE)
-            )
-            self._aliased_docker_host = False
 
     def _copy_cvat(self) -> None:
         """CVAT writes below its own folder (data, keys, logs, static): a copy of its server code."""
@@ -342,26 +309,13 @@ class Stack:
         folder = self.work / "nginx"
         folder.mkdir()
         config = folder / "nginx.conf"
-        config.write_text(self.nginx_config())
-        args = [nginx, "-p", str(folder), "-c", str(config), "-e", str(self.logs / "nginx_error.log")]
-        self.services.start("nginx", [*args, "-g", "daemon off;"], {"PATH": os.environ["PATH"]}, cwd=folder)
-
-    def nginx_config(self) -> str:
-        ui = ""
-        if self.config.ui_dist is not None:
-            ui = (HERE / "nginx_ui.conf.in").read_text().replace("@UI_DIST@", str(self.config.ui_dist))
-        server_template = (HERE / "nginx_server.conf.in").read_text()
-        servers = []
-        for port, backend in (
+        servers = [
             (self.ports.nginx, self.ports.uvicorn),
             (self.ports.nginx_dashboard, self.ports.uvicorn_dashboard),
-        ):
-            location = "~ ^/(api|admin|django-rq)(/|$)" if ui else "/"
-            text = server_template.replace("@PORT@", str(port)).replace("@BACKEND_PORT@", str(backend))
-            servers.append(text.replace("@BACKEND_LOCATION@", location).replace("@UI@", ui))
-        main = (HERE / "nginx.conf.in").read_text()
-        main = main.replace("@USER@", "user root;" if os.geteuid() == 0 else "")
-        return main.replace("@SERVERS@", "\n".join(servers)).replace("@WORK@", str(self.work))
+        ]
+        config.write_text(nginx_config(self.work, servers, self.config.ui_dist))
+        args = [nginx, "-p", str(folder), "-c", str(config), "-e", str(self.logs / "nginx_error.log")]
+        self.services.start("nginx", [*args, "-g", "daemon off;"], {"PATH": os.environ["PATH"]}, cwd=folder)
 
     def _wait_ready(self) -> None:
         assert self.nuclio is not None
@@ -378,7 +332,8 @@ class Stack:
         self.services.stop_all()
         for standin in self.kvrocks:
             standin.stop()
-        self._unalias_docker_host()
+        if self._aliased_docker_host:
+            unalias_docker_host()
         if not self.config.keep:
             shutil.rmtree(self.work, ignore_errors=True)
 
@@ -394,44 +349,6 @@ class Stack:
 
     def __exit__(self, *exc) -> None:
         self.down()
-
-
-def process_identity(pid: int) -> str:
-    """A process's id and start time: a reused id is another process."""
-    try:
-        return f"{pid} {Path(f'/proc/{pid}/stat').read_text().rsplit(') ', 1)[1].split()[19]}"
-    except (OSError, IndexError):
-        return f"{pid} gone"
-
-
-def stack_folders() -> dict[Path, bool]:
-    """The stacks' folders in the temporary directory, each with whether the run that made it is alive
-    (a killed run leaves its folder, and maybe some of its processes)."""
-    found = {}
-    for folder in sorted(Path(tempfile.gettempdir()).glob(f"{WORK_PREFIX}*")):
-        try:
-            owner = (folder / OWNER).read_text()
-        except OSError:
-            owner = ""
-        found[folder] = bool(owner) and process_identity(int(owner.split()[0])) == owner
-    return found
-
-
-def clean_stale_stacks() -> None:
-    """End what is left of stacks whose runs were killed and remove their folders; when no stack is
-    left, also the host name a stack mapped in /etc/hosts."""
-    from e2e.processes import stop_leftovers
-
-    folders = stack_folders()
-    for folder, alive in folders.items():
-        if not alive:
-            stop_leftovers(folder)
-            shutil.rmtree(folder, ignore_errors=True)
-    if not any(folders.values()):
-        with contextlib.suppress(OSError):
-            lines = HOSTS.read_text().splitlines(True)
-            if HOSTS_LINE in lines:
-                HOSTS.write_text("".join(line for line in lines if line != HOSTS_LINE))
 
 
 def main() -> None:

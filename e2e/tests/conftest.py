@@ -12,7 +12,8 @@ import pytest
 
 from e2e.client import TrackingJob, User, create_task, register, served_frame
 from e2e.processes import leftovers
-from e2e.stack import Stack, StackConfig, clean_stale_stacks
+from e2e.stack import Stack, StackConfig
+from e2e.stack_folders import clean_stale_stacks
 from tests.support.synthetic import Scene, moving_objects_scene, write_checkpoint
 
 FRAMES = 10  # a tracking session: the start call and 9 continue calls
