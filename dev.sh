@@ -91,7 +91,11 @@ case "$command" in
         setup e2e
         ensure_redis_server
         cvat_python=$(e2e/setup.sh | tail -n 1)
-        SAM2_E2E_CVAT_PYTHON=$cvat_python exec "$VENV/bin/python" -m pytest -c e2e/pytest.ini --rootdir . "$@"
+        # CVAT's UI built with our plugin (cached), and the browser that drives it
+        ui_dist=$(cvat-ui-plugin/build-ui.sh | tail -n 1)
+        cvat-ui-plugin/tests/browser/setup.sh
+        SAM2_E2E_CVAT_PYTHON=$cvat_python SAM2_E2E_UI_DIST=$ui_dist \
+            exec "$VENV/bin/python" -m pytest -c e2e/pytest.ini --rootdir . "$@"
         ;;
     *) echo "usage: $0 {test|lint|serve|setup|e2e} [args]" >&2; exit 2 ;;
 esac

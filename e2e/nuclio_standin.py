@@ -50,6 +50,7 @@ class Deployment:
     function_file: Path  # function.yaml
     env: dict[str, str]  # what the deploy command adds (--env), over the YAML's
     workers: int | None = None  # None: the YAML's maxWorkers
+    cpus: str | None = None  # the CPUs the workers may use (taskset's list, e.g. "0"); None: all
 
 
 class Worker:
@@ -70,6 +71,7 @@ class FunctionTrigger:
         self.calls: list[int] = []  # the worker index of every call, in order
         self.bodies: list[dict[str, Any]] = []  # what each call carried (see `received`)
         self.content_types: list[str] = []
+        self.worker_ms: list[float] = []  # each call's time at the worker, as the trigger sees it
 
     def add(self, worker: Worker) -> None:
         with self.available:
@@ -85,7 +87,10 @@ class FunctionTrigger:
             self.calls.append(worker.index)
             self.bodies.append(received(body))
             self.content_types.append(content_type)
-            return forward(worker.url.rstrip("/") + path, body, content_type, self.event_timeout_s)
+            began = time.perf_counter()
+            answer = forward(worker.url.rstrip("/") + path, body, content_type, self.event_timeout_s)
+            self.worker_ms.append((time.perf_counter() - began) * 1000)
+            return answer
         finally:
             self.add(worker)
 
@@ -215,6 +220,8 @@ class NuclioStandIn:
         for index in range(self.max_workers):
             port = free_port()
             args = [self.python, "-m", "local_server", "--port", str(port), "--workers", "1"]
+            if self.deployment.cpus is not None:
+                args = ["taskset", "-c", self.deployment.cpus, *args]
             service = self.services.start(
                 f"function-worker-{index}",
                 [*args, "--worker-id", str(index)],

@@ -1,6 +1,6 @@
 """A real CVAT on this machine without Docker, calling our function: brought up, used, taken down.
 
-    python -m e2e.stack            bring the stack up, print its addresses, keep it until Ctrl+C
+    python -m e2e.stack [--no-ui]    bring the stack up, print its addresses, keep it until Ctrl+C
 
 What runs, each part real where it can run here (docs/real-cvat.md says why the rest are stand-ins):
 
@@ -16,9 +16,10 @@ What runs, each part real where it can run here (docs/real-cvat.md says why the 
 - Nuclio: e2e/nuclio_standin.py, with our function deployed from function.yaml on 2 worker processes,
   its states on the ondisk Redis (through a Kvrocks stand-in of its own, which a test can take away).
 
-Paths come from the environment that e2e/setup.sh prints: ``CVAT_SOURCE`` (a CVAT checkout, default
-../shared/cvat-2.64.1), ``SAM2_E2E_CVAT_PYTHON`` (the Python with CVAT's requirements) and optionally
-``SAM2_E2E_UI_DIST`` (a CVAT UI build). ``SAM2_E2E_KEEP=1`` keeps the stack's folder (logs, data).
+Paths come from the environment, which ./dev.sh e2e sets (`prepare_environment` does for a command on
+its own): ``CVAT_SOURCE`` (a CVAT checkout, default ../shared/cvat-2.64.1), ``SAM2_E2E_CVAT_PYTHON`` (the
+Python with CVAT's requirements) and optionally ``SAM2_E2E_UI_DIST`` (CVAT's UI built with our plugin).
+``SAM2_E2E_KEEP=1`` keeps the stack's folder (logs, data).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import os
 import pwd
 import shutil
 import signal
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -62,6 +64,8 @@ class StackConfig:
     checkpoint: Path | None  # None: the stack writes a random-weight one into its folder
     ui_dist: Path | None = None
     function_workers: int = 2
+    function_settings: dict[str, str] = field(default_factory=lambda: dict(TEST_FUNCTION_SETTINGS))
+    function_cpus: str | None = None  # e.g. "0": the function's workers on that CPU only (taskset)
     keep: bool = False
 
     @classmethod
@@ -238,9 +242,10 @@ class Stack:
             env={
                 **self.function_store.env(),
                 "SAM2_CHECKPOINT": str(checkpoint),
-                **TEST_FUNCTION_SETTINGS,
+                **self.config.function_settings,
             },
             workers=self.config.function_workers,
+            cpus=self.config.function_cpus,
         )
         self.nuclio = NuclioStandIn(deployment, self.services)
         self.nuclio.start_workers()
@@ -351,12 +356,34 @@ class Stack:
         self.down()
 
 
+def prepare_environment(ui: bool = True) -> None:
+    """For a command run on its own, what ./dev.sh e2e sets up first: the Python with CVAT's requirements
+    (e2e/setup.sh) and, with `ui`, CVAT's UI built with the plugin and the browser that drives it."""
+
+    def last_line(*command: Path) -> str:
+        done = subprocess.run(
+            [str(part) for part in command], cwd=ROOT, check=True, capture_output=True, text=True
+        )
+        return done.stdout.strip().splitlines()[-1]
+
+    if not os.environ.get("SAM2_E2E_CVAT_PYTHON"):
+        os.environ["SAM2_E2E_CVAT_PYTHON"] = last_line(HERE / "setup.sh")
+    if ui and not os.environ.get("SAM2_E2E_UI_DIST"):
+        os.environ["SAM2_E2E_UI_DIST"] = last_line(ROOT / "cvat-ui-plugin" / "build-ui.sh")
+        subprocess.run([str(ROOT / "cvat-ui-plugin" / "tests" / "browser" / "setup.sh")], check=True)
+
+
 def main() -> None:
     import argparse
 
     parser = argparse.ArgumentParser(description="Bring the real-CVAT stack up until Ctrl+C.")
     parser.add_argument("--function-workers", type=int, default=2, help="the function's worker processes")
+    parser.add_argument("--no-ui", action="store_true", help="without CVAT's UI (only its API)")
     args = parser.parse_args()
+    prepare_environment(ui=not args.no_ui)
+    # Ctrl+C or a plain kill takes the stack down (a shell starts background commands with SIGINT ignored)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     clean_stale_stacks()
     config = replace(StackConfig.from_env(), function_workers=args.function_workers)
     with Stack(config) as stack:

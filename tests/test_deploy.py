@@ -254,8 +254,11 @@ def test_deploy_of_a_folder_without_the_function_fails_clearly(stub_nuctl, tmp_p
 
 def test_scripts_are_shellcheck_clean():
     shellcheck = shutil.which("shellcheck") or str(Path(sys.executable).parent / "shellcheck")
-    scripts = ["deploy_cpu.sh", "deploy_gpu.sh", "dev.sh", ".ci/run"]
-    result = subprocess.run([shellcheck, *scripts], cwd=ROOT, capture_output=True, text=True)
+    tracked = subprocess.run(["git", "ls-files", "*.sh"], cwd=ROOT, capture_output=True, text=True).stdout
+    scripts = [".ci/run", *tracked.split()]
+    assert {"deploy_cpu.sh", "deploy_gpu.sh", "dev.sh", "e2e/setup.sh"} <= set(scripts)
+    # -x: follow what a script sources
+    result = subprocess.run([shellcheck, "-x", *scripts], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
 
 

@@ -44,6 +44,10 @@ EXEMPT = {
     "bench/device_check.sh": "prepares for and runs on the lent GPU machine",
     "./dev.sh e2e": "the real-CVAT tests, which CI runs after this suite (.ci/run)",
     "CVAT_SOURCE=": "./dev.sh e2e against another CVAT checkout: as above",
+    "mkdir -p ~/cvat/": "a folder in the user's CVAT checkout (./dev.sh e2e builds the UI with the plugin)",
+    "cd ~/cvat": "the user's CVAT checkout",
+    "cp -r cvat-ui-plugin/src ~/cvat/": "copies the plugin into the user's CVAT checkout: as above",
+    "cvat-ui-plugin/": "builds or checks CVAT's UI with the plugin, as ./dev.sh e2e and CI do",
 }
 
 
@@ -76,7 +80,7 @@ def is_curl_session(block: Block) -> bool:
 
 
 def python_module(command: str) -> str | None:
-    match = re.match(r"(?:\.venv/bin/)?python3? -m ([\w.]+)", command)
+    match = re.match(r"(?:\.venv(?:-e2e)?/bin/)?python3? -m ([\w.]+)", command)
     return match.group(1) if match else None
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
@@ -14,7 +13,7 @@ from e2e.client import TrackingJob, User, create_task, register, served_frame
 from e2e.processes import leftovers
 from e2e.stack import Stack, StackConfig
 from e2e.stack_folders import clean_stale_stacks
-from tests.support.synthetic import Scene, moving_objects_scene, write_checkpoint
+from tests.support.synthetic import Scene, moving_objects_scene, write_checkpoint, write_video
 
 FRAMES = 10  # a tracking session: the start call and 9 continue calls
 
@@ -55,15 +54,7 @@ def scene() -> Scene:
 
 @pytest.fixture(scope="session")
 def video_file(scene, tmp_path_factory) -> Path:
-    """An MPEG-4 video of the scene, as a camera or an editor would save it."""
-    path = tmp_path_factory.mktemp("video") / "scene.mp4"
-    height, width = scene.size
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25, (width, height))
-    for frame in scene.frames:
-        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    writer.release()
-    assert path.stat().st_size > 0
-    return path
+    return write_video(scene, tmp_path_factory.mktemp("video") / "scene.mp4")
 
 
 @pytest.fixture(scope="session")

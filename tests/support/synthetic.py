@@ -123,6 +123,18 @@ def moving_objects_scene(
     return Scene(frames=frames, masks=masks)
 
 
+def write_video(scene: Scene, path: Path) -> Path:
+    """An MPEG-4 video of the scene, as a camera or an editor would save it."""
+    height, width = scene.size
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25, (width, height))
+    for frame in scene.frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    if not path.is_file() or path.stat().st_size == 0:
+        raise RuntimeError(f"OpenCV wrote no video to {path}")
+    return path
+
+
 def write_jpeg_folder(frames: list[np.ndarray], folder: Path, quality: int = 95) -> list[Path]:
     """Frames as ``00000.jpg``, ``00001.jpg``... (the layout sam2's ``init_state`` reads)."""
     from PIL import Image

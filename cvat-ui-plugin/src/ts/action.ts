@@ -1,0 +1,246 @@
+// "Segment Anything 2: Tracker" as a cvat-core annotation action. cvat-core calls init, applyFilter, run
+// and destroy, then commits what run returns (one undo step). A run that stops early still returns what it
+// tracked, so a cancel, a failed call or a lost connection keeps those frames; the notice saying where and
+// why is shown after the commit (reporting.ts).
+
+import {
+    ActionParameterType, BaseCollectionAction, Job, MLModel, ObjectState, Task,
+} from 'cvat-core-wrapper';
+import type { CVATCore } from 'cvat-core-wrapper';
+
+import {
+    NO_TRACKER, chooseTracker, trackableTypes, unsupportedSentence,
+} from './core/function-choice';
+import {
+    checkTargetFrame, defaultTargetFrame, planFrames, targetFrameRange,
+} from './core/frames';
+import { Outcome, outcomeOf, progressText } from './core/messages';
+import {
+    CollectionRecord, POLYGON, Seed, isTrackable,
+} from './core/records';
+import { buildChanges } from './core/results';
+import { isTrackableObject, trackableObjects } from './core/selection';
+import { runTracking } from './core/tracking-loop';
+
+export const ACTION_NAME = 'Segment Anything 2: Tracker';
+const TARGET_FRAME = 'Target frame';
+const CONVERT = 'Convert polygon shapes to tracks';
+
+type RunInput = Parameters<BaseCollectionAction['run']>[0];
+type Collection = RunInput['collection'];
+type RunOutput = Awaited<ReturnType<BaseCollectionAction['run']>>;
+
+function noChanges(): RunOutput {
+    return {
+        created: { shapes: [], tags: [], tracks: [] },
+        deleted: { shapes: [], tags: [], tracks: [] },
+    };
+}
+
+// cvat-core's records have enums where ours have strings: the same JSON
+const asRecords = (collection: Collection): CollectionRecord => collection as unknown as CollectionRecord;
+const asCollection = (records: CollectionRecord): Collection => records as unknown as Collection;
+
+async function deletedFrames(job: Job, frames: readonly number[]): Promise<Set<number>> {
+    const deleted = new Set<number>();
+    for (const frame of frames) {
+        if ((await job.frames.get(frame)).deleted) deleted.add(frame);
+    }
+    return deleted;
+}
+
+function seedsOf(
+    collection: CollectionRecord,
+    states: readonly ObjectState[],
+    supported: readonly string[],
+    skipped: Record<string, number>,
+): Seed[] {
+    const seeds: Seed[] = [];
+    for (const shape of collection.shapes) {
+        if (!isTrackable(shape.type) || !supported.includes(shape.type)) {
+            skipped[shape.type] = (skipped[shape.type] ?? 0) + 1;
+        } else {
+            seeds.push({
+                kind: 'shape', shape, type: shape.type, points: [...(shape.points ?? [])],
+            });
+        }
+    }
+    for (const track of collection.tracks) {
+        // a track's shape on this frame may be interpolated: CVAT computes it for us
+        const state = states.find((objectState) => objectState.clientID === track.clientID);
+        if (!state || state.outside || !state.points) continue;
+        if (!supported.includes(POLYGON)) {
+            skipped[POLYGON] = (skipped[POLYGON] ?? 0) + 1;
+            continue;
+        }
+        seeds.push({
+            kind: 'track',
+            track,
+            type: POLYGON,
+            points: [...state.points],
+            occluded: Boolean(state.occluded),
+            zOrder: state.zOrder ?? 0,
+            attributes: Object.entries(state.attributes ?? {})
+                .map(([specId, value]) => ({ spec_id: +specId, value: String(value) })),
+        });
+    }
+    return seeds;
+}
+
+export class Sam2TrackerAction extends BaseCollectionAction {
+    readonly #core: CVATCore;
+    readonly #currentFrame: () => number | null;
+    #job: Job | null = null;
+    #model: MLModel | null = null;
+    #target: unknown = null;
+    #convert = false;
+    #outcome: Outcome | null = null;
+
+    // currentFrame: the frame open in the annotation view, for the target frame's default and range
+    public constructor(core: CVATCore, currentFrame: () => number | null) {
+        super();
+        this.#core = core;
+        this.#currentFrame = currentFrame;
+    }
+
+    public async init(instance: Job | Task, parameters: Record<string, string | number>): Promise<void> {
+        if (!(instance instanceof Job)) {
+            throw new Error(`${ACTION_NAME} runs in a job: open the job and run it there.`);
+        }
+        this.#job = instance;
+        this.#target = parameters[TARGET_FRAME];
+        this.#convert = String(parameters[CONVERT]) === 'true';
+        this.#outcome = null;
+
+        let models: MLModel[];
+        try {
+            ({ models } = await this.#core.lambda.list());
+        } catch (error) {
+            throw new Error(`Could not ask CVAT which functions are deployed: ${(error as Error).message}`);
+        }
+        this.#model = chooseTracker(models);
+        if (!this.#model) throw new Error(NO_TRACKER);
+    }
+
+    public async destroy(): Promise<void> {
+        this.#job = null;
+        this.#model = null;
+    }
+
+    public async run(input: RunInput): Promise<RunOutput> {
+        const job = this.#job;
+        const model = this.#model;
+        if (!job || !model) return noChanges();
+        const startFrame = input.frameData.number;
+        // CVAT's dialog always passes the parameter; a script calling cvat-core may leave it out (NaN)
+        const requested = this.#target === undefined || Number.isNaN(this.#target) ?
+            defaultTargetFrame(startFrame, job.stopFrame) : this.#target;
+        const target = checkTargetFrame(requested, startFrame, job.stopFrame);
+
+        const skipped: Record<string, number> = {};
+        const states = await job.annotations.get(startFrame, false, []);
+        const seeds = seedsOf(asRecords(input.collection), states, trackableTypes(model), skipped);
+        const notes = [unsupportedSentence(model, skipped)].filter((note): note is string => note !== null);
+        if (!seeds.length) {
+            throw new Error(notes[0] ?? `No polygon or mask on frame ${startFrame} to track ` +
+                '(only visible objects that pass the annotation filter are tracked).');
+        }
+
+        const range = Array.from({ length: target - startFrame }, (_, i) => startFrame + 1 + i);
+        const deleted = await deletedFrames(job, range);
+        const plan = planFrames(await job.frames.frameNumbers(), startFrame, target, (f) => deleted.has(f));
+        if (!plan.length) {
+            throw new Error(`Frames ${startFrame + 1}–${target} are all deleted or outside the job: ` +
+                'choose another target frame.');
+        }
+
+        const result = await runTracking({
+            job: job.id,
+            startFrame,
+            plan,
+            shapes: seeds.map(({ type, points }) => ({ type, points })),
+            call: (body) => this.#core.lambda.call(job.taskId as number, model, body),
+            cancelled: input.cancelled,
+            onProgress: (progress) => {
+                const { message, percent } = progressText(progress, seeds.length, startFrame);
+                input.onProgress(message, percent);
+            },
+        });
+
+        const all = asRecords(await job.annotations.export() as unknown as Collection);
+        const changes = buildChanges({
+            seeds,
+            trackedFrames: result.trackedFrames,
+            answers: result.answers,
+            startFrame,
+            convertPolygons: this.#convert,
+            allShapes: all.shapes,
+            mutableSpecIds: new Set(job.labels.flatMap((label) => label.attributes)
+                .filter((attribute) => attribute.mutable && typeof attribute.id === 'number')
+                .map((attribute) => attribute.id as number)),
+        });
+        this.#outcome = outcomeOf({
+            objects: seeds.length,
+            startFrame,
+            planned: plan.length,
+            result,
+            replaced: changes.replaced,
+            notes,
+        });
+        return { created: asCollection(changes.created), deleted: asCollection(changes.deleted) };
+    }
+
+    // The notice of the last run, once: reporting.ts shows it after cvat-core has committed the changes.
+    public takeOutcome(): Outcome | null {
+        const outcome = this.#outcome;
+        this.#outcome = null;
+        return outcome;
+    }
+
+    public applyFilter(input: Parameters<BaseCollectionAction['applyFilter']>[0]): Collection {
+        return asCollection(trackableObjects(asRecords(input.collection), input.frameData.number));
+    }
+
+    public isApplicableForObject(objectState: ObjectState): boolean {
+        return isTrackableObject(objectState);
+    }
+
+    public get name(): string {
+        return ACTION_NAME;
+    }
+
+    public get parameters(): BaseCollectionAction['parameters'] {
+        const bounds = (job: Job): [number, number] => {
+            const current = this.#currentFrame() ?? job.startFrame;
+            return targetFrameRange(current, job.stopFrame);
+        };
+        return {
+            [TARGET_FRAME]: {
+                type: ActionParameterType.NUMBER,
+                values: ({ instance }) => {
+                    const [min, max] = instance instanceof Job ? bounds(instance) : [0, 0];
+                    return [String(min), String(max), '1'];
+                },
+                defaultValue: ({ instance }) => {
+                    if (!(instance instanceof Job)) return '0';
+                    const current = this.#currentFrame() ?? instance.startFrame;
+                    return String(defaultTargetFrame(current, instance.stopFrame));
+                },
+                tooltip: {
+                    type: 'text',
+                    content: 'Track from the current frame up to this frame (after it, at most the job\'s last).',
+                },
+            },
+            [CONVERT]: {
+                type: ActionParameterType.CHECKBOX,
+                values: ['true', 'false'],
+                defaultValue: 'false',
+                tooltip: {
+                    type: 'text',
+                    content: 'Polygon shapes become tracks whose keyframes are the tracked frames. ' +
+                        'Masks stay shapes: CVAT has no mask tracks.',
+                },
+            },
+        };
+    }
+}

@@ -1,0 +1,411 @@
+// Drives CVAT's UI in headless Chromium (Debian's chromium, puppeteer-core 24) the way a user runs the
+// "Segment Anything 2: Tracker" action. Every step waits for what the user would see, and fails with a
+// sentence naming what did not appear.
+//
+//   const session = await launchBrowser();
+//   await login(session.page, baseUrl, 'admin', 'password');
+//   await openJob(session.page, baseUrl, { taskId, jobId, frame: 0 });
+//   const objects = await listObjects(session.page);     // [{ clientID, type: 'POLYGON SHAPE', label }]
+//   await hoverObject(session.page, objects.find((o) => o.type === 'POLYGON SHAPE'));
+//   await openActionsForHovered(session.page);          // Ctrl+E
+//   await chooseAction(session.page);
+//   await setParameters(session.page, { targetFrame: 9, convertToTracks: true });
+//   await runAction(session.page);
+//   const done = await waitForFinish(session.page);     // { notices: [...] }
+//   await saveAnnotations(session.page);
+//   await session.close();
+//
+// Selectors are CVAT 2.64's own class names (cvat-ui/src/components/annotation-page/...).
+
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import puppeteer from 'puppeteer-core';
+
+export const ACTION_NAME = 'Segment Anything 2: Tracker';
+export const NOTICE_CLASS = 'cvat-sam2-tracker-notice';
+const TARGET_FRAME = 'Target frame';
+const CONVERT = 'Convert polygon shapes to tracks';
+
+// Flags that work here as root without a display or GPU.
+export const CHROMIUM_FLAGS = [
+    '--headless',
+    '--no-sandbox',
+    '--disable-gpu',
+    '--disable-quic',
+    '--no-first-run',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+    '--disable-dev-shm-usage',
+];
+
+// Hosts other than these resolve to nothing, so the page reaches only CVAT on the loopback (CVAT's
+// index.html asks an outside host for a web font; the UI falls back to local fonts without it).
+export const LOOPBACK_HOSTS = ['localhost', '127.0.0.1', '[::1]'];
+
+function hostRules(allowHosts) {
+    return `--host-resolver-rules=MAP * ~NOTFOUND, ${allowHosts.map((host) => `EXCLUDE ${host}`).join(', ')}`;
+}
+
+export async function launchBrowser({
+    executablePath = process.env.CHROMIUM ?? '/usr/bin/chromium',
+    width = 1600,
+    height = 1000,
+    extraArgs = [],
+    allowHosts = LOOPBACK_HOSTS,
+    timeoutMs = 30000,
+} = {}) {
+    const userDataDir = mkdtempSync(join(tmpdir(), 'sam2-chromium-'));
+    let browser;
+    try {
+        browser = await puppeteer.launch({
+            executablePath,
+            headless: true,
+            userDataDir,
+            args: [...CHROMIUM_FLAGS, hostRules(allowHosts), `--window-size=${width},${height}`, ...extraArgs],
+            defaultViewport: { width, height },
+            timeout: timeoutMs,
+        });
+    } catch (error) {
+        rmSync(userDataDir, { recursive: true, force: true });
+        throw new Error(`Chromium did not start (${executablePath}): ${error.message}`);
+    }
+    const page = await browser.newPage();
+    page.setDefaultTimeout(timeoutMs);
+    const consoleErrors = [];
+    page.on('console', (message) => {
+        if (message.type() === 'error') consoleErrors.push(message.text());
+    });
+    page.on('pageerror', (error) => consoleErrors.push(String(error)));
+    return {
+        browser,
+        page,
+        consoleErrors,
+        async close() {
+            try {
+                await browser.close();
+            } finally {
+                rmSync(userDataDir, { recursive: true, force: true });
+            }
+        },
+    };
+}
+
+async function waitFor(page, selector, what, options = {}) {
+    try {
+        return await page.waitForSelector(selector, { visible: true, ...options });
+    } catch (error) {
+        throw new Error(`${what} did not appear (${selector}): ${error.message}`);
+    }
+}
+
+// CVAT's sign-in form: the credential field, then the password field it reveals, then "Next".
+export async function login(page, baseUrl, username, password) {
+    await page.goto(new URL('/auth/login', baseUrl).href, { waitUntil: 'domcontentloaded' });
+    const credential = await waitFor(page, '.cvat-login-form input[autocomplete="credential"]', 'The sign-in form');
+    await credential.type(username);
+    const passwordInput = await waitFor(page, '.cvat-login-form input#password', 'The password field');
+    await passwordInput.type(password);
+    await page.click('.cvat-credentials-action-button');
+    try {
+        await page.waitForFunction(() => !window.location.pathname.startsWith('/auth/login'), { timeout: 30000 });
+    } catch {
+        throw new Error(`Signing in as ${username} did not leave the sign-in page: ${await noticeTexts(page)}`);
+    }
+}
+
+// The annotation view of a job, on the given frame, with its objects listed.
+export async function openJob(page, baseUrl, { taskId, jobId, frame = 0 }) {
+    const url = new URL(`/tasks/${taskId}/jobs/${jobId}`, baseUrl);
+    url.searchParams.set('frame', String(frame));
+    await page.goto(url.href, { waitUntil: 'domcontentloaded' });
+    await waitFor(page, '.cvat-canvas-container', 'The annotation canvas', { timeout: 120000 });
+    await waitFor(page, '.cvat-objects-sidebar', 'The objects panel', { timeout: 60000 });
+    await page.waitForFunction(
+        (expected) => document.querySelector('.cvat-player-frame-selector input')?.value === String(expected) &&
+            !document.querySelector('.cvat-spinner-container .cvat-spinner'),
+        { timeout: 60000 },
+        frame,
+    );
+}
+
+// The objects panel's items on the current frame: clientID, type text ("POLYGON SHAPE", "MASK SHAPE",
+// "POLYGON TRACK") and label.
+export async function listObjects(page) {
+    return page.$$eval('[id^="cvat-objects-sidebar-state-item-"]', (items) => items.map((item) => ({
+        clientID: Number(item.id.replace('cvat-objects-sidebar-state-item-', '')),
+        type: item.querySelector('.cvat-objects-sidebar-state-item-object-type-text')?.textContent?.trim() ?? '',
+        label: item.querySelector('.cvat-objects-sidebar-state-item-label-selector')?.textContent?.trim() ?? '',
+    })));
+}
+
+// Activates an object as the user does: the mouse over its item in the objects panel.
+export async function hoverObject(page, object) {
+    const clientID = typeof object === 'number' ? object : object?.clientID;
+    if (!Number.isInteger(clientID)) throw new Error(`No such object to select: ${JSON.stringify(object)}`);
+    const item = await waitFor(page, `#cvat-objects-sidebar-state-item-${clientID}`, `Object #${clientID}`);
+    await item.hover();
+    await page.waitForFunction(
+        (id) => document.querySelector(`#cvat-objects-sidebar-state-item-${id}`)
+            ?.className.includes('cvat-objects-sidebar-state-active-item'),
+        { timeout: 5000 },
+        clientID,
+    ).catch(() => undefined); // the class name is cosmetic; Ctrl+E reads CVAT's own activated object
+}
+
+async function waitForDialog(page) {
+    await waitFor(page, '.cvat-action-runner-content .cvat-action-runner-run-btn', 'The actions dialog');
+}
+
+// Ctrl+E with the hovered object active: the dialog lists only actions that apply to it.
+export async function openActionsForHovered(page) {
+    await page.keyboard.down('Control');
+    await page.keyboard.press('KeyE');
+    await page.keyboard.up('Control');
+    await waitForDialog(page);
+}
+
+// Menu → "Run actions": every visible object that passes the annotation filter.
+export async function openRunActions(page) {
+    await page.click('.cvat-annotation-header-menu-button');
+    const item = await waitFor(page, '::-p-text(Run actions)', 'The "Run actions" menu item');
+    // a DOM click: the menu may still be animating in, which puppeteer's mouse click refuses
+    await item.evaluate((element) => element.click());
+    await waitForDialog(page);
+}
+
+// The action names the dialog offers.
+// Opens the dialog's list of actions. A click while the dialog is still animating in can be lost, so it
+// clicks again until the list shows.
+async function openActionList(page) {
+    for (let attempt = 1; ; attempt += 1) {
+        await page.click('.cvat-action-runner-list .ant-select-selector');
+        try {
+            await page.waitForSelector(
+                '.ant-select-dropdown:not(.ant-select-dropdown-hidden) .ant-select-item-option',
+                { visible: true, timeout: 2000 },
+            );
+            return;
+        } catch (error) {
+            if (attempt === 5) throw new Error(`The list of actions did not appear: ${error.message}`);
+        }
+    }
+}
+
+export async function listedActions(page) {
+    await openActionList(page);
+    const names = await page.$$eval(
+        '.ant-select-dropdown:not(.ant-select-dropdown-hidden) .ant-select-item-option',
+        (options) => options.map((option) => option.getAttribute('title') ?? option.textContent.trim()),
+    );
+    await page.keyboard.press('Escape');
+    return names;
+}
+
+export async function chooseAction(page, name = ACTION_NAME) {
+    const current = await page.$eval('.cvat-action-runner-list .ant-select-selection-item', (el) => el.title || el.textContent)
+        .catch(() => null);
+    if (current === name) return;
+    await openActionList(page);
+    const option = await waitFor(
+        page,
+        `.ant-select-dropdown:not(.ant-select-dropdown-hidden) .ant-select-item-option[title="${name}"]`,
+        `The action "${name}" in the list`,
+    );
+    // a DOM click: antd's dropdown may still be animating in, which puppeteer's mouse click refuses
+    await option.evaluate((element) => element.click());
+    await page.waitForFunction(
+        (expected) => document.querySelector('.cvat-action-runner-list .ant-select-selection-item')
+            ?.getAttribute('title') === expected,
+        { timeout: 5000 },
+        name,
+    );
+}
+
+async function parameterRow(page, name) {
+    const rows = await page.$$('.cvat-action-runner-action-parameter');
+    for (const row of rows) {
+        const text = await row.evaluate((el) => el.textContent ?? '');
+        if (text.trim().startsWith(name)) return row;
+    }
+    throw new Error(`The action has no parameter "${name}"`);
+}
+
+// The dialog's current parameter values.
+export async function readParameters(page) {
+    const target = await (await parameterRow(page, TARGET_FRAME)).$eval('input', (input) => input.value);
+    const convert = await (await parameterRow(page, CONVERT)).$eval(
+        'button.ant-switch',
+        (button) => button.classList.contains('ant-switch-checked'),
+    );
+    return { targetFrame: target === '' ? null : Number(target), convertToTracks: convert };
+}
+
+// Types a whole value into an input at once, as React sees a paste: antd's InputNumber clamps every
+// intermediate value, so key by key "15" could become "11" then "115".
+async function fillInput(page, input, value) {
+    await input.evaluate((element, text) => {
+        const setter = Object.getOwnPropertyDescriptor(HTMLInputElement.prototype, 'value').set;
+        element.focus();
+        setter.call(element, text);
+        element.dispatchEvent(new Event('input', { bubbles: true }));
+    }, String(value));
+    await page.keyboard.press('Tab');
+}
+
+// Sets the parameters in the dialog and answers them as the dialog now shows them. The dialog keeps the
+// target frame within its range (after the current frame, up to the job's last): a value outside it comes
+// back changed, which the caller can check.
+export async function setParameters(page, { targetFrame, convertToTracks } = {}) {
+    if (targetFrame !== undefined) {
+        await fillInput(page, await (await parameterRow(page, TARGET_FRAME)).$('input'), targetFrame);
+    }
+    if (convertToTracks !== undefined) {
+        const button = await (await parameterRow(page, CONVERT)).$('button.ant-switch');
+        const checked = await button.evaluate((el) => el.classList.contains('ant-switch-checked'));
+        if (checked !== convertToTracks) await button.click();
+    }
+    return readParameters(page);
+}
+
+export async function runAction(page) {
+    await page.click('.cvat-action-runner-run-btn');
+}
+
+// The dialog's progress: percent and message ("Tracking 2 objects: frame 3 of 10 (frame 3)"), or null.
+export async function readProgress(page) {
+    return page.evaluate(() => {
+        const bar = document.querySelector('.cvat-action-runner-progress');
+        if (!bar) return null;
+        const text = bar.querySelector('.ant-progress-text')?.textContent ?? '';
+        const message = document.querySelector('.cvat-action-runner-progress-message')?.textContent ?? '';
+        return { percent: Number.parseInt(text, 10), message: message.trim() };
+    });
+}
+
+// Waits until the progress satisfies `predicate(progress)`, e.g. ({ percent }) => percent >= 30.
+export async function waitForProgress(page, predicate, { timeoutMs = 300000, pollMs = 100 } = {}) {
+    const deadline = Date.now() + timeoutMs;
+    let last = null;
+    while (Date.now() < deadline) {
+        last = await readProgress(page);
+        if (last && predicate(last)) return last;
+        await new Promise((resolve) => { setTimeout(resolve, pollMs); });
+    }
+    throw new Error(`The progress did not get there in ${timeoutMs} ms; last seen: ${JSON.stringify(last)}`);
+}
+
+export async function cancelAction(page) {
+    await page.click('.cvat-action-runner-cancel-btn');
+}
+
+// Closes the dialog when it is still open (after Run actions, or a cancel).
+export async function closeDialog(page) {
+    const button = await page.$('.cvat-action-runner-content .cvat-action-runner-cancel-btn');
+    if (!button) return;
+    await page.waitForFunction(
+        () => document.querySelector('.cvat-action-runner-cancel-btn')?.textContent?.trim() === 'Close',
+        { timeout: 30000 },
+    );
+    await button.click();
+    await page.waitForFunction(() => !document.querySelector('.cvat-action-runner-content .ant-modal-body'), {
+        timeout: 10000,
+    }).catch(() => undefined);
+}
+
+// Notifications on screen: { kind: 'tracker' | 'error' | 'other', title, description }.
+export async function readNotices(page) {
+    return page.$$eval('.ant-notification-notice', (notices, trackerClass) => notices.map((notice) => {
+        let kind = 'other';
+        if (notice.classList.contains(trackerClass)) kind = 'tracker';
+        else if (notice.classList.contains('ant-notification-notice-error')) kind = 'error';
+        return {
+            kind,
+            title: notice.querySelector('.ant-notification-notice-message')?.textContent?.trim() ?? '',
+            description: notice.querySelector('.ant-notification-notice-description')?.textContent?.trim() ?? '',
+        };
+    }), NOTICE_CLASS);
+}
+
+async function noticeTexts(page) {
+    const notices = await readNotices(page).catch(() => []);
+    return notices.map((notice) => `${notice.title} ${notice.description}`.trim()).join(' | ') || 'no message shown';
+}
+
+// Waits until the run is over: the Run button no longer loading (or the dialog closed) and a notice shown
+// (the tracker's own, or CVAT's error notice for a run refused before it started).
+export async function waitForFinish(page, { timeoutMs = 600000 } = {}) {
+    try {
+        await page.waitForFunction(
+            (trackerClass) => {
+                const button = document.querySelector('.cvat-action-runner-run-btn');
+                const running = button?.classList.contains('ant-btn-loading') ?? false;
+                const notice = document.querySelector(
+                    `.ant-notification-notice.${trackerClass}, .ant-notification-notice-error`,
+                );
+                return !running && notice !== null;
+            },
+            { timeout: timeoutMs, polling: 200 },
+            NOTICE_CLASS,
+        );
+    } catch (error) {
+        throw new Error(`The action did not finish in ${timeoutMs} ms (${error.message}); ` +
+            `progress: ${JSON.stringify(await readProgress(page))}; notices: ${await noticeTexts(page)}`);
+    }
+    return { notices: await readNotices(page) };
+}
+
+// The tracker's notice after the run, as { level, title, description }.
+export async function trackerNotice(page) {
+    const notices = await readNotices(page);
+    const notice = notices.find((item) => item.kind === 'tracker');
+    if (!notice) throw new Error(`No notice of the tracker on screen: ${await noticeTexts(page)}`);
+    return notice;
+}
+
+export async function dismissNotices(page) {
+    for (const close of await page.$$('.ant-notification-notice .ant-notification-notice-close')) {
+        await close.click().catch(() => undefined);
+    }
+}
+
+// Ctrl+S in the annotation view; waits for CVAT's save request(s) to end.
+export async function saveAnnotations(page, { timeoutMs = 120000 } = {}) {
+    const saved = page.waitForResponse(
+        (response) => /\/api\/jobs\/\d+\/annotations/.test(response.url()) &&
+            ['PATCH', 'PUT'].includes(response.request().method()),
+        { timeout: timeoutMs },
+    );
+    await page.keyboard.down('Control');
+    await page.keyboard.press('KeyS');
+    await page.keyboard.up('Control');
+    const response = await saved;
+    if (!response.ok()) throw new Error(`Saving the annotations failed: ${response.status()}`);
+    await page.waitForFunction(
+        () => !document.querySelector('.cvat-annotation-header-save-button.cvat-annotation-disabled-header-button'),
+        { timeout: timeoutMs },
+    );
+}
+
+// The frame shown in the player.
+export async function currentFrame(page) {
+    return page.$eval('.cvat-player-frame-selector input', (input) => Number(input.value));
+}
+
+// Goes to a frame through the player's frame field, as a user types it.
+export async function goToFrame(page, frame, { timeoutMs = 60000 } = {}) {
+    await fillInput(page, await page.$('.cvat-player-frame-selector input'), frame);
+    await page.waitForFunction(
+        (expected) => document.querySelector('.cvat-player-frame-selector input')?.value === String(expected) &&
+            !document.querySelector('.cvat-spinner-container .cvat-spinner'),
+        { timeout: timeoutMs },
+        frame,
+    );
+}
+
+export async function screenshot(page, path) {
+    await page.screenshot({ path, type: path.endsWith('.jpg') ? 'jpeg' : 'png' });
+    return path;
+}

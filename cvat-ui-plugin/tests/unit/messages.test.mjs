@@ -1,0 +1,57 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import { outcomeOf, progressText } from './.build/core/messages.mjs';
+
+test('progress says the frame of the plan and the percent', () => {
+    assert.deepEqual(progressText({ done: 11, total: 40, frame: 57 }, 3, 45), {
+        message: 'Tracking 3 objects: frame 12 of 40 (frame 57)', percent: 27,
+    });
+    assert.deepEqual(progressText({ done: 0, total: 40, frame: null }, 1, 45), {
+        message: 'Starting the tracker on frame 45 for 1 object', percent: 0,
+    });
+    assert.equal(progressText({ done: 40, total: 40, frame: null }, 2, 45).percent, 100);
+});
+
+const result = (trackedFrames, stop) => ({ trackedFrames, answers: new Map(), stop });
+
+test('a finished run', () => {
+    const outcome = outcomeOf({
+        objects: 2, startFrame: 10, planned: 3, result: result([11, 12, 13], null), replaced: 4, notes: [],
+    });
+    assert.equal(outcome.level, 'success');
+    assert.equal(outcome.title, 'Tracked 2 objects to frame 13');
+    assert.equal(outcome.description, 'Frames 11–13: 3 frames tracked. 4 shapes from an earlier run on these frames replaced.');
+});
+
+test('a cancelled run says what was kept and where to go on', () => {
+    const outcome = outcomeOf({
+        objects: 1, startFrame: 10, planned: 10, result: result([11, 12], { kind: 'cancelled', frame: 13 }),
+        replaced: 0, notes: [],
+    });
+    assert.equal(outcome.level, 'warning');
+    assert.equal(outcome.title, 'Tracking cancelled at frame 13');
+    assert.equal(outcome.description,
+        'Frames 11–12 (2 of 10) were tracked and kept. To go on, run the action again from frame 12.');
+});
+
+test('a failed run says why, what was kept and what to do', () => {
+    const error = Object.assign(new Error('503 Server Error: Service Unavailable for url: http://f/'), { code: 503 });
+    const outcome = outcomeOf({
+        objects: 1, startFrame: 10, planned: 10, result: result([11], { kind: 'failed', frame: 12, error }),
+        replaced: 0, notes: ['2 masks left as they are.'],
+    });
+    assert.equal(outcome.level, 'error');
+    assert.equal(outcome.title, 'Tracking stopped at frame 12');
+    assert.match(outcome.description, /^The tracker's state store \(Redis or Kvrocks\) is unreachable/);
+    assert.match(outcome.description, /Frame 11 \(1 of 10\) was tracked and kept\./);
+    assert.match(outcome.description, /run the action again from frame 11; the tracker needs no restart\./);
+    assert.match(outcome.description, /2 masks left as they are\.$/);
+
+    const atStart = outcomeOf({
+        objects: 1, startFrame: 10, planned: 10, result: result([], { kind: 'failed', frame: 10, error }),
+        replaced: 0, notes: [],
+    });
+    assert.match(atStart.description, /No frame was tracked, nothing changed\./);
+    assert.match(atStart.description, /from frame 10/);
+});

@@ -1,0 +1,114 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import { runTracking } from './.build/core/tracking-loop.mjs';
+
+const square = (x) => [x, 0, x + 4, 0, x + 4, 4, x, 4];
+
+// A stand-in for core.lambda.call: records the bodies and answers like the function would.
+function fakeTracker({ failAt = null, absentAt = {}, onCall = () => {} } = {}) {
+    const bodies = [];
+    const call = async (body) => {
+        bodies.push(JSON.parse(JSON.stringify(body)));
+        onCall(body);
+        if (body.frame === failAt) {
+            throw Object.assign(new Error('503 Server Error: Service Unavailable for url: http://f/'), { code: 503 });
+        }
+        if (body.type === 'init_tracking') {
+            return { shapes: body.shapes, states: body.shapes.map((_, i) => `state-${i}@${body.frame}`) };
+        }
+        return {
+            shapes: body.states.map((_, i) => ((absentAt[body.frame] ?? []).includes(i) ?
+                null : { type: 'polygon', points: square(body.frame) })),
+            states: body.states.map((_, i) => `state-${i}@${body.frame}`),
+        };
+    };
+    return { bodies, call };
+}
+
+const base = (call, extra = {}) => ({
+    job: 3,
+    startFrame: 10,
+    plan: [11, 12, 14],
+    shapes: [{ type: 'polygon', points: square(10) }, { type: 'polygon', points: square(20) }],
+    call,
+    cancelled: () => false,
+    onProgress: () => {},
+    cancelPollMs: 5,
+    ...extra,
+});
+
+test('one call per frame for all objects, states carried from answer to call', async () => {
+    const { bodies, call } = fakeTracker({ absentAt: { 12: [1] } });
+    const progress = [];
+    const result = await runTracking(base(call, { onProgress: (p) => progress.push(p) }));
+    assert.equal(result.stop, null);
+    assert.deepEqual(result.trackedFrames, [11, 12, 14]);
+    assert.deepEqual(bodies.map((b) => [b.type, b.frame, b.job]), [
+        ['init_tracking', 10, 3], ['track', 11, 3], ['track', 12, 3], ['track', 14, 3],
+    ]);
+    assert.deepEqual(bodies[1].states, ['state-0@10', 'state-1@10']);
+    assert.deepEqual(bodies[3].states, ['state-0@12', 'state-1@12']);
+    assert.deepEqual(result.answers.get(12), [square(12), null]);
+    assert.deepEqual(progress.map((p) => [p.done, p.total, p.frame]), [
+        [0, 3, null], [0, 3, 11], [1, 3, 12], [2, 3, 14], [3, 3, null],
+    ]);
+});
+
+test('a failed call stops the run and keeps the frames before it', async () => {
+    const { bodies, call } = fakeTracker({ failAt: 12 });
+    const result = await runTracking(base(call));
+    assert.deepEqual(result.trackedFrames, [11]);
+    assert.equal(result.stop.kind, 'failed');
+    assert.equal(result.stop.frame, 12);
+    assert.equal(result.stop.error.code, 503);
+    assert.equal(bodies.length, 3);
+});
+
+test('a failing start tracks nothing', async () => {
+    const { call } = fakeTracker({ failAt: 10 });
+    const result = await runTracking(base(call));
+    assert.deepEqual(result.trackedFrames, []);
+    assert.deepEqual([result.stop.kind, result.stop.frame], ['failed', 10]);
+});
+
+test('an unusable answer stops like a failed call', async () => {
+    const result = await runTracking(base(async (body) => (body.type === 'init_tracking' ?
+        { states: ['a', 'b'] } : { shapes: [null], states: ['a', 'b'] })));
+    assert.equal(result.stop.kind, 'failed');
+    assert.match(result.stop.error.message, /1 shapes for 2 objects/);
+});
+
+test('cancel between frames keeps what was tracked', async () => {
+    let cancel = false;
+    const { bodies, call } = fakeTracker({ onCall: (body) => { if (body.frame === 12) cancel = true; } });
+    const result = await runTracking(base(call, { cancelled: () => cancel }));
+    assert.deepEqual(result.trackedFrames, [11, 12]);
+    assert.deepEqual(result.stop, { kind: 'cancelled', frame: 14 });
+    assert.equal(bodies.length, 3);
+});
+
+test('cancel does not wait for a call in flight', async () => {
+    let cancel = false;
+    const never = new Promise(() => {});
+    const call = async (body) => {
+        if (body.type === 'init_tracking') return { states: ['a', 'b'] };
+        if (body.frame === 12) {
+            setTimeout(() => { cancel = true; }, 20);
+            return never;
+        }
+        return { shapes: [null, null], states: ['a', 'b'] };
+    };
+    const started = Date.now();
+    const result = await runTracking(base(call, { cancelled: () => cancel }));
+    assert.ok(Date.now() - started < 2000);
+    assert.deepEqual(result.trackedFrames, [11]);
+    assert.deepEqual(result.stop, { kind: 'cancelled', frame: 12 });
+});
+
+test('cancelled before the start calls nothing', async () => {
+    const { bodies, call } = fakeTracker();
+    const result = await runTracking(base(call, { cancelled: () => true }));
+    assert.deepEqual(result.stop, { kind: 'cancelled', frame: 10 });
+    assert.equal(bodies.length, 0);
+});
