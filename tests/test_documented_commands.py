@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import textwrap
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -47,7 +48,6 @@ EXEMPT = {
     "mkdir -p ~/cvat/": "a folder in the user's CVAT checkout (./dev.sh e2e builds the UI with the plugin)",
     "cd ~/cvat": "the user's CVAT checkout",
     "cp -r cvat-ui-plugin/src ~/cvat/": "copies the plugin into the user's CVAT checkout: as above",
-    "cvat-ui-plugin/": "builds or checks CVAT's UI with the plugin, as ./dev.sh e2e and CI do",
 }
 
 
@@ -70,8 +70,10 @@ class Block:
 def documented_blocks() -> list[Block]:
     blocks = []
     for document in DOCUMENTS:
-        found = re.findall(r"^```(?:bash|sh|shell)\n(.*?)^```", document.read_text(), flags=re.S | re.M)
-        blocks += [Block(document.name, text) for text in found]
+        # fences may be indented (a block inside a list item)
+        fenced = r"^[ \t]*```(?:bash|sh|shell)\n(.*?)^[ \t]*```"
+        found = re.findall(fenced, document.read_text(), flags=re.S | re.M)
+        blocks += [Block(document.name, textwrap.dedent(text)) for text in found]
     return blocks
 
 

@@ -205,8 +205,12 @@ def test_redis_memory_per_object_stays_under_twice_the_state_size():
     report = run_benchmark("redis_footprint", "--objects", "2", "--frames", "60", "--ttl", "1")
     assert report["ttls_covered"] >= 1  # so that refreshes are counted
     assert report["peak_ratio_to_state"] <= 2.0
-    # the new frame only, not the state: what Kvrocks writes, its EXPIRE rewrites counted
-    assert report["bytes_written_per_object_per_frame"] <= 600_000
+    # a frame writes its new piece and head only, not the state, however fast the frames come
+    assert report["set_bytes_per_object_per_frame"] <= 560_000
+    # and a piece is refreshed (Kvrocks rewrites it on EXPIRE) at most once per 0.9 TTL: what that costs
+    # per frame depends on how many TTLs the run took, so on the machine's load, not on the store
+    rewritten = report["expire_rewrite_bytes_per_object_per_frame"] * report["frames"]
+    assert rewritten <= report["state_bytes_per_object"] * (report["ttls_covered"] / 0.9 + 2)
     assert report["abandoned_keys_before_ttl"] > 0 == report["abandoned_keys_after_twice_the_ttl"]
 
 
