@@ -175,11 +175,13 @@ def test_a_rerun_after_a_correction_replaces_the_shapes_it_covers(ui, owner, lon
 def test_all_objects_from_run_actions_with_polygons_converted_to_tracks(ui, owner, long_scene, long_video):
     job, shapes = new_job(ui, owner, long_video, long_scene, "browser: run actions")
     screenshot = ARTIFACTS / "annotation-view-after-a-run.png"
+    calls = len(ui.nuclio.trigger.calls)
     result = run_action(
         ui, owner, job, frame=0, select="all", targetFrame=5, convertToTracks=True,
         screenshot=str(screenshot), screenshotFrame=5,
     )  # fmt: skip
     assert result["notices"][0]["title"] == "Tracked 2 objects to frame 5"
+    assert len(ui.nuclio.trigger.calls) - calls == 6  # one call per frame for both objects
     assert screenshot.stat().st_size > 10_000
     expected = reference(ui, owner, job, shapes[:2], list(range(6)))
     size = long_scene.size
