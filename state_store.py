@@ -21,8 +21,8 @@ Lifetimes follow SAM2_TRACKER_STATE_TTL (CVAT's 8-hour state max age); see `Redi
 The pieces and their bytes are object_state.py's; the connection and its errors store_client.py's; this
 module decides where the pieces live and when they go. Only commands Kvrocks 2.7 supports too: SET
 with EX, GET, MGET, DEL, EXPIRE, pipelines. No Lua, no modules. Without Redis (one local instance, the
-offline CLI, the cvat-sdk agent) the same logic runs over `byte_map.ByteMap`, those commands on bytes held in the
-process (`MemoryStateStore`), so every state goes through the bytes Redis would hold.
+offline CLI, the cvat-sdk agent) the same logic runs over `byte_map.ByteMap`, those commands on bytes
+held in the process (`MemoryStateStore`), so every state goes through the bytes Redis would hold.
 """
 
 from __future__ import annotations
