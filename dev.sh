@@ -5,10 +5,13 @@
 #   ./dev.sh serve                set up .venv, fetch the default checkpoint if absent, serve the
 #                                 function on http://127.0.0.1:8080 (args go to local_server: --port N)
 #   ./dev.sh setup [dev]          only set up .venv
-#   ./dev.sh e2e [pytest args]    the real-CVAT tests: set up .venv-e2e and CVAT's requirements, bring up a
-#                                 CVAT (server, workers, PostgreSQL, Redis, nginx, OPA, a Nuclio stand-in)
-#                                 with the function deployed, run e2e/tests, take it all down
-#                                 (CVAT_SOURCE: the CVAT checkout, default ../shared/cvat-2.64.1)
+#   ./dev.sh e2e [pytest args]    the real-CVAT tests: set up .venv-e2e and CVAT's requirements, build CVAT's
+#                                 UI with the plugin, bring up a CVAT (server, workers, PostgreSQL, Redis,
+#                                 nginx, OPA, a Nuclio stand-in) with the function deployed, run e2e/tests
+#                                 (API and browser), take it all down
+#   ./dev.sh plugin-check         the CVAT UI plugin's type check, lint, unit and bundle tests (CI runs it)
+# The last two need a CVAT checkout: CVAT_SOURCE, default ../shared/cvat-2.64.1 beside this repository (or
+# beside the repository this one was cloned from).
 # Environment: PYTHON (default python3), TORCH_SPEC (default torch==2.13.0; a CUDA machine may want
 # another build), PIP_ARGS (extra pip arguments, e.g. an index URL).
 set -euo pipefail
@@ -63,6 +66,20 @@ ensure_redis_server() {
     fi
 }
 
+cvat_source() {
+    # a local clone (CI's, or one made to check a change) looks beside the repository it came from too
+    local origin
+    origin=$(git config --get remote.origin.url 2>/dev/null || true)
+    for candidate in "${CVAT_SOURCE:-}" ../shared/cvat-2.64.1 "${origin:+$origin/../shared/cvat-2.64.1}"; do
+        if [ -n "$candidate" ] && [ -f "$candidate/manage.py" ]; then
+            (cd "$candidate" && pwd)
+            return 0
+        fi
+    done
+    echo "no CVAT checkout found: set CVAT_SOURCE to one (CVAT 2.64.1 is what the tests were written for)" >&2
+    exit 1
+}
+
 fetch_checkpoint() {
     "$VENV/bin/python" -m fetch_checkpoint
 }
@@ -88,6 +105,8 @@ case "$command" in
         ;;
     e2e)
         VENV=.venv-e2e
+        CVAT_SOURCE=$(cvat_source)
+        export CVAT_SOURCE
         setup e2e
         ensure_redis_server
         cvat_python=$(e2e/setup.sh | tail -n 1)
@@ -97,5 +116,10 @@ case "$command" in
         SAM2_E2E_CVAT_PYTHON=$cvat_python SAM2_E2E_UI_DIST=$ui_dist \
             exec "$VENV/bin/python" -m pytest -c e2e/pytest.ini --rootdir . "$@"
         ;;
-    *) echo "usage: $0 {test|lint|serve|setup|e2e} [args]" >&2; exit 2 ;;
+    plugin-check)
+        CVAT_SOURCE=$(cvat_source)
+        export CVAT_SOURCE
+        exec cvat-ui-plugin/check.sh --browser
+        ;;
+    *) echo "usage: $0 {test|lint|serve|setup|e2e|plugin-check} [args]" >&2; exit 2 ;;
 esac

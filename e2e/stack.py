@@ -104,7 +104,9 @@ class Stack:
         self.logs.mkdir()
         self.services = Services(self.work, self.logs)
         self.ports = Ports()
-        self.kvrocks: list[KvrocksStandIn] = []
+        # CVAT's cvat_redis_ondisk is Kvrocks: a stand-in for CVAT, and one on the function's way to it
+        self.ondisk_for_cvat: KvrocksStandIn | None = None
+        self.ondisk_for_function: KvrocksStandIn | None = None
         self.nuclio: NuclioStandIn | None = None
         self._aliased_docker_host = False
 
@@ -123,7 +125,8 @@ class Stack:
     @property
     def function_store(self) -> KvrocksStandIn:
         """The way from the function to its state store (the ondisk Redis): stop() takes it away."""
-        return self.kvrocks[1]
+        assert self.ondisk_for_function is not None, "the stack is not up"
+        return self.ondisk_for_function
 
     # ---- bringing it up -------------------------------------------------------------------------
 
@@ -226,8 +229,8 @@ class Stack:
             self.services.start(name, [*args, "--dir", str(folder)], {"PATH": os.environ["PATH"]}, cwd=folder)
         for port in (self.ports.redis_inmem, self.ports.redis_ondisk):
             wait_until("redis-server", port_open(port), self.services, 30)
-        # CVAT's cvat_redis_ondisk is Kvrocks: one stand-in for CVAT, one on the function's way to it
-        self.kvrocks = [KvrocksStandIn(self.ports.redis_ondisk).start() for _ in range(2)]
+        self.ondisk_for_cvat = KvrocksStandIn(self.ports.redis_ondisk).start()
+        self.ondisk_for_function = KvrocksStandIn(self.ports.redis_ondisk).start()
 
     def _deploy_function(self) -> None:
         checkpoint = self.config.checkpoint
@@ -252,7 +255,7 @@ class Stack:
 
     def cvat_env(self, invoke_method: str = "direct") -> dict[str, str]:
         """The environment of CVAT's containers in its Compose files, pointed at this stack."""
-        assert self.nuclio is not None
+        assert self.nuclio is not None and self.ondisk_for_cvat is not None
         keep = ("PATH", "LANG", "LC_ALL", "TZ")
         return {
             **{name: os.environ[name] for name in keep if name in os.environ},
@@ -267,7 +270,7 @@ class Stack:
             "CVAT_REDIS_INMEM_HOST": "127.0.0.1",
             "CVAT_REDIS_INMEM_PORT": str(self.ports.redis_inmem),
             "CVAT_REDIS_ONDISK_HOST": "127.0.0.1",
-            "CVAT_REDIS_ONDISK_PORT": str(self.kvrocks[0].port),
+            "CVAT_REDIS_ONDISK_PORT": str(self.ondisk_for_cvat.port),
             "CVAT_LOG_IMPORT_ERRORS": "true",
             "CVAT_SERVERLESS": "1",
             "CVAT_NUCLIO_HOST": "127.0.0.1",
@@ -335,8 +338,9 @@ class Stack:
         if self.nuclio is not None:
             self.nuclio.stop()
         self.services.stop_all()
-        for standin in self.kvrocks:
-            standin.stop()
+        for standin in (self.ondisk_for_cvat, self.ondisk_for_function):
+            if standin is not None:
+                standin.stop()
         if self._aliased_docker_host:
             unalias_docker_host()
         if not self.config.keep:
