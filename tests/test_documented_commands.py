@@ -44,6 +44,7 @@ EXEMPT = {
     ". .venv/bin/activate": "changes only the calling shell",
     "bench/device_check.sh": "prepares for and runs on the lent GPU machine",
     "./dev.sh e2e": "the real-CVAT tests, which CI runs after this suite (.ci/run)",
+    "./dev.sh plugin-check": "the CVAT UI plugin's checks, which CI runs after this suite (.ci/run)",
     "CVAT_SOURCE=": "./dev.sh e2e against another CVAT checkout: as above",
     "mkdir -p ~/cvat/": "a folder in the user's CVAT checkout (./dev.sh e2e builds the UI with the plugin)",
     "cd ~/cvat": "the user's CVAT checkout",
