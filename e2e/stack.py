@@ -9,9 +9,9 @@ What runs, each part real where it can run here (docs/real-cvat.md says why the 
   ``dashboard`` (its default on Kubernetes); CVAT's rq workers for the ``import`` queue (task creation)
   and the ``chunks`` queue (frames and chunks), as its supervisord configs run them;
 - PostgreSQL (Debian's, a cluster of its own), redis-server for CVAT's in-memory Redis and another for
-  ``cvat_redis_ondisk``, with the Kvrocks 2.7 stand-in of tests/support/kvrocks.py in front of it, as CVAT
-  ships Kvrocks there; nginx in front of CVAT (``/data/`` internal, django-sendfile), and the UI build when
-  one is given;
+  ``cvat_redis_ondisk``, with the Kvrocks 2.7 stand-in of tests/support/kvrocks.py in front of it (a process
+  of its own, e2e/kvrocks_process.py), as CVAT ships Kvrocks there; nginx in front of CVAT (``/data/``
+  internal, django-sendfile), and the UI build when one is given;
 - OPA's data API on OPA's Go engine over the Rego bundle CVAT serves (e2e/cvat_side/opa_server.py);
 - Nuclio: e2e/nuclio_standin.py, with our function deployed from function.yaml on 2 worker processes,
   its states on the ondisk Redis (through a Kvrocks stand-in of its own, which a test can take away).
@@ -35,12 +35,12 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from e2e.kvrocks_process import KvrocksProcess
 from e2e.nginx import nginx_config
 from e2e.nuclio_standin import Deployment, NuclioStandIn
 from e2e.processes import Services, StackError, free_port, http_ok, port_open, wait_until
 from e2e.stack_folders import alias_docker_host, clean_stale_stacks, new_stack_folder, unalias_docker_host
 from tests.support import ROOT
-from tests.support.kvrocks import KvrocksStandIn
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_CVAT_SOURCE = ROOT.parent / "shared" / "cvat-2.64.1"
@@ -105,8 +105,8 @@ class Stack:
         self.services = Services(self.work, self.logs)
         self.ports = Ports()
         # CVAT's cvat_redis_ondisk is Kvrocks: a stand-in for CVAT, and one on the function's way to it
-        self.ondisk_for_cvat: KvrocksStandIn | None = None
-        self.ondisk_for_function: KvrocksStandIn | None = None
+        self.ondisk_for_cvat: KvrocksProcess | None = None
+        self.ondisk_for_function: KvrocksProcess | None = None
         self.nuclio: NuclioStandIn | None = None
         self._aliased_docker_host = False
 
@@ -123,7 +123,7 @@ class Stack:
         return f"http://127.0.0.1:{self.ports.nginx_dashboard}"
 
     @property
-    def function_store(self) -> KvrocksStandIn:
+    def function_store(self) -> KvrocksProcess:
         """The way from the function to its state store (the ondisk Redis): stop() takes it away."""
         assert self.ondisk_for_function is not None, "the stack is not up"
         return self.ondisk_for_function
@@ -229,8 +229,9 @@ class Stack:
             self.services.start(name, [*args, "--dir", str(folder)], {"PATH": os.environ["PATH"]}, cwd=folder)
         for port in (self.ports.redis_inmem, self.ports.redis_ondisk):
             wait_until("redis-server", port_open(port), self.services, 30)
-        self.ondisk_for_cvat = KvrocksStandIn(self.ports.redis_ondisk).start()
-        self.ondisk_for_function = KvrocksStandIn(self.ports.redis_ondisk).start()
+        ondisk = self.ports.redis_ondisk
+        self.ondisk_for_cvat = KvrocksProcess("kvrocks-for-cvat", ondisk, self.services).start()
+        self.ondisk_for_function = KvrocksProcess("kvrocks-for-the-function", ondisk, self.services).start()
 
     def _deploy_function(self) -> None:
         checkpoint = self.config.checkpoint
@@ -338,9 +339,6 @@ class Stack:
         if self.nuclio is not None:
             self.nuclio.stop()
         self.services.stop_all()
-        for standin in (self.ondisk_for_cvat, self.ondisk_for_function):
-            if standin is not None:
-                standin.stop()
         if self._aliased_docker_host:
             unalias_docker_host()
         if not self.config.keep:
