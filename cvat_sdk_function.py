@@ -28,13 +28,14 @@ _PROJECT = os.path.dirname(os.path.abspath(__file__))
 if _PROJECT not in sys.path:
     sys.path.insert(0, _PROJECT)
 
+from call_inputs import ObjectInput, StartShape  # noqa: E402
 from config import Limits, ShapeConfig, TrackerConfig  # noqa: E402
 from images import to_rgb  # noqa: E402
 from model_handler import Frame, Sam2Tracker  # noqa: E402
 from process_settings import claim_process  # noqa: E402
 from shape_codecs import SHAPE_TYPES  # noqa: E402
 from state_store import MemoryStateStore  # noqa: E402
-from tracking_call import ObjectInput, StartShape, TrackingCall  # noqa: E402
+from tracking_call import TrackingCall  # noqa: E402
 
 
 class AgentState:

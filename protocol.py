@@ -18,9 +18,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from call_inputs import RERUN, CallRefused, ObjectInput, StartShape, bad_input, check_start_shape
 from config import Limits
 from tokens import is_old_token, is_token
-from tracking_call import RERUN, CallRefused, ObjectInput, StartShape, bad_input, check_start_shape
 
 _DATA_URL = re.compile(r"^data:[\w/+.-]*;base64,")
 

@@ -178,7 +178,7 @@ class InProcessTracker:
         )
 
     def __call__(self, frame: np.ndarray, shapes: Sequence[Any], states: Sequence[str]) -> Answer:
-        from tracking_call import CallRefused, ObjectInput, StartShape
+        from call_inputs import CallRefused, ObjectInput, StartShape
 
         if states:
             objects = [ObjectInput(token=token) for token in states]

@@ -23,53 +23,16 @@ import numpy as np
 from PIL import Image
 
 from call_budget import CallBudget
+from call_inputs import RERUN, CallRefused, ObjectInput, bad_input, check_start_shape
 from config import Limits
 from images import DecodedImage, ImageError, decode_image
 from model_handler import Frame, InputError, Prompt, Sam2Tracker, picture_size
 from object_state import ObjectState, StateError
-from shape_codecs import BARE_RECTANGLE, SHAPE_TYPES, ShapeError, mask_to_points, shape_to_prompt
+from shape_codecs import BARE_RECTANGLE, ShapeError, mask_to_points, shape_to_prompt
 from state_store import StateStore, StoredObject, UnknownState, Update
 from store_client import StoreUnavailable
 
-RERUN = "re-run the tracker from the current frame"
 T = TypeVar("T")
-
-
-class CallRefused(Exception):
-    """A call refused with a sentence the user can act on, and the HTTP status (4xx, or 503 for what a
-    retry may fix) that the handler answers with."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-def bad_input(message: str) -> CallRefused:
-    return CallRefused(400, message)
-
-
-@dataclass(frozen=True)
-class StartShape:
-    """A shape that starts an object on this frame: a CVAT shape type and its points."""
-
-    type: str
-    points: list[Any]
-    sent: Any = None  # the shape as it came, answered back on the start frame
-    bare: bool = False  # CVAT's legacy bare ``[xtl, ytl, xbr, ybr]``, answered in the same form
-
-    @property
-    def answer_form(self) -> str:
-        """How the object's answers are shaped, kept with its state: its shape type or a bare rectangle."""
-        return BARE_RECTANGLE if self.bare else self.type
-
-
-@dataclass(frozen=True)
-class ObjectInput:
-    """One object of a call: continue the state `token`, or start from `shape` (exactly one of them)."""
-
-    token: str | None = None
-    shape: StartShape | None = None
 
 
 @dataclass(frozen=True)
@@ -267,21 +230,6 @@ class TrackingCall:
         if plan.stored is None:
             return plan.echo
         return answer_shape(plan.answer_form, mask, self.polygon_tolerance)
-
-
-def check_start_shape(index: int, shape_type: Any, points: Any, limits: Limits) -> None:
-    """Refuse (400) a shape no front end may start an object from: an unknown type, points that are
-    not a list, a polygon over SAM2_MAX_POLYGON_POINTS."""
-    where = f"shapes[{index}]"
-    if shape_type not in SHAPE_TYPES:
-        raise bad_input(f"{where} has type {shape_type!r}; this tracker supports {', '.join(SHAPE_TYPES)}")
-    if not isinstance(points, list):
-        raise bad_input(f"{where}.points must be a list of numbers")
-    if shape_type == "polygon" and len(points) > 2 * limits.max_polygon_points:
-        raise bad_input(
-            f"{where} has {len(points) // 2} vertices; the limit is "
-            f"{limits.max_polygon_points} (SAM2_MAX_POLYGON_POINTS)"
-        )
 
 
 def answer_shape(answer_form: str, mask: np.ndarray | None, tolerance: float) -> Any:
