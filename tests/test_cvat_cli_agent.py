@@ -25,6 +25,7 @@ import pytest
 
 from tests.support import ROOT
 from tests.support.cvat import FUNCTION_SETTINGS, function_env
+from tests.support.models import fastest_precision
 
 if sys.version_info < (3, 11):
     pytest.skip("cvat-cli (requirements-dev.txt) needs Python 3.11+", allow_module_level=True)
@@ -129,7 +130,14 @@ def agent_session(
     for index, data in enumerate(images[:frames]):
         paths.append(tmp_path / f"frame{index}.jpg")
         paths[-1].write_bytes(data)
-    parameters = ["-p", f"checkpoint=str:{checkpoint}", "-p", "device=str:cpu", "-p", "precision=str:bf16"]
+    parameters = [
+        "-p",
+        f"checkpoint=str:{checkpoint}",
+        "-p",
+        "device=str:cpu",
+        "-p",
+        f"precision=str:{fastest_precision()}",
+    ]
     request = {
         "run_agent": [*SERVER, "function", "run-agent", "1", *function, *parameters],
         "create_native": [*SERVER, "function", "create-native", "SAM2 tracker", *function, *parameters],

@@ -14,6 +14,7 @@ import cvat_sdk_function
 from config import ConfigError, TrackerConfig
 from model_handler import Sam2Tracker
 from tests.support.cvat import call_function, function_env, function_instance, start_body
+from tests.support.models import fastest_precision
 from tracking_call import CallRefused
 
 
@@ -35,7 +36,9 @@ def function(checkpoint):
     env = function_env(checkpoint)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SAM2_MODEL_OVERRIDES", env["SAM2_MODEL_OVERRIDES"])
-        return cvat_sdk_function.create(checkpoint=str(checkpoint), device="cpu", precision="bf16")
+        return cvat_sdk_function.create(
+            checkpoint=str(checkpoint), device="cpu", precision=fastest_precision()
+        )
 
 
 @pytest.fixture(scope="module")

@@ -3,17 +3,29 @@ start-then-step loop the tests and benchmarks run them through."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from config import TrackerConfig
 from model_handler import Sam2Tracker, Tracked
+from model_loading import resolve_precision
 from shape_codecs import Box
 
 # Most model tests run SAM2 at 512 input: the same code path as 1024, about 10x cheaper on 2 cores.
 SMALL = ("++model.image_size=512",)
+
+
+@functools.cache
+def fastest_precision() -> str:
+    """What `SAM2_PRECISION=auto` picks on this CPU, decided once per test run: bf16 where its matrix
+    products are clearly faster (the AMD machines), fp32 where they are slower (the Intel ones, 2.7x
+    slower in bf16 through the function). Tests of the function's calls, stores and clients run at it;
+    the tests of each precision's fidelity name theirs."""
+    return resolve_precision("auto", torch.device("cpu"))
 
 
 def make_tracker(
