@@ -37,8 +37,7 @@ class KvrocksProcess:
 
     def stop(self) -> None:
         if self.service is not None:
-            self.service.stop()
-            self.services.started.remove(self.service)
+            self.services.stop(self.service)
             self.service = None
 
     def env(self) -> dict[str, str]:
@@ -51,9 +50,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True, help="where Kvrocks's clients connect")
     parser.add_argument("--backend-port", type=int, required=True, help="the redis-server behind it")
     args = parser.parse_args()
-    standin = KvrocksStandIn(args.backend_port)
-    standin.port = args.port
-    standin.start()
+    standin = KvrocksStandIn(args.backend_port, port=args.port).start()
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     while not stopping.wait(1):

@@ -110,6 +110,11 @@ class Services:
         if service.process.wait() != 0:
             raise StackError(f"{name} failed (exit {service.process.returncode}):\n{service.log_tail()}")
 
+    def stop(self, service: Service) -> None:
+        """Stop one service before the others (a test taking it away)."""
+        service.stop()
+        self.started.remove(service)
+
     def stop_all(self) -> None:
         for service in reversed(self.started):
             service.stop()

@@ -103,13 +103,19 @@ def read_reply(stream) -> bytes:
 
 
 class KvrocksStandIn:
-    """Listen on a free loopback port; forward to the redis-server at `backend_port`."""
+    """Listen on a loopback port (`port`, else a free one); forward to the redis-server at `backend_port`."""
 
-    def __init__(self, backend_port: int, password: str | None = None, auth_error: str = "invalid password"):
+    def __init__(
+        self,
+        backend_port: int,
+        password: str | None = None,
+        auth_error: str = "invalid password",
+        port: int | None = None,
+    ):
         self.backend_port = backend_port
         self.password = password
         self.auth_error = auth_error  # "Invalid password" for Kvrocks 2.9 and later
-        self.port = free_port()
+        self.port = port or free_port()
         self.full = False  # max-db-size reached
         self.written: Counter[str] = Counter()  # bytes Kvrocks writes, by command
         self.commands: Counter[str] = Counter()
