@@ -36,6 +36,7 @@ from feature_cache import EncodedFeatures, FeatureCache, picture_key
 from model_loading import LoadedModel, load
 from object_state import ObjectState, StateError
 from shape_codecs import Box
+from speedups.cpu_support import CpuSupport
 from speedups.frame_shared import FrameMemo, on_frame
 
 # The predictor caps object pointers (and scales their temporal positions) by min(num_frames, 16):
@@ -157,10 +158,14 @@ class Sam2Tracker:
             self._maskmem_pos_enc = self._memory_position_encoding()
 
     @classmethod
-    def from_config(cls, cfg: TrackerConfig, device: torch.device | None = None) -> Sam2Tracker:
-        """The tracker `cfg` describes, on `device` (default: resolved from `cfg.device`)."""
+    def from_config(
+        cls, cfg: TrackerConfig, device: torch.device | None = None, cpu: CpuSupport | None = None
+    ) -> Sam2Tracker:
+        """The tracker `cfg` describes, on `device` (default: resolved from `cfg.device`); `cpu`: what
+        this CPU runs of the fast paths (default: detected)."""
         cache_bytes = cfg.feature_cache_mb * 2**20
-        return cls(load(cfg, device), fill_hole_area=cfg.fill_hole_area, feature_cache_bytes=cache_bytes)
+        loaded = load(cfg, device, cpu)
+        return cls(loaded, fill_hole_area=cfg.fill_hole_area, feature_cache_bytes=cache_bytes)
 
     @contextlib.contextmanager
     def _inference(self) -> Iterator[None]:

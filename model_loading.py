@@ -13,21 +13,21 @@ mean a sam2 other than the one these rewrites were written for.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 
 from config import ConfigError, TrackerConfig, checkpoint_url
 from devices import resolve_device
+from speedups import cpu_support
+from speedups.cpu_support import CpuSupport
 from speedups.encoder_overheads import hand_stages_channels_last, remove_encoder_overheads
 from speedups.fast_attention import use_chunked_attention
 from speedups.frame_shared import share_first_self_attention
-from speedups.onednn_linear import available as onednn_available
 from speedups.onednn_linear import use_onednn_linears
 
 # bf16 on the CPU also rounds differently from the official fp32 run: worth it only when clearly faster
@@ -44,15 +44,21 @@ class Preparation:
     batch_objects: bool
     switched: dict[str, int]  # rewrite (speedups/ module) -> modules switched
     bf16_weights: int = 0  # linear and convolution layers whose weights are held in bf16
+    # speed-up (speedups/ module) -> why it was not switched in on this machine
+    skipped: dict[str, str] = field(default_factory=dict)
 
     def describe(self) -> str:
         """For the start-up log line, e.g. "bf16, fast kernels, one object at a time; switched
-        encoder_overheads 2, frame_shared 1, fast_attention 13, onednn_linear 61; 120 bf16 weights"."""
+        encoder_overheads 2, frame_shared 1, fast_attention 13, onednn_linear 61; 120 bf16 weights",
+        followed by what was skipped and why, e.g. "; onednn_linear: skipped, this CPU has no bf16
+        inner product (AVX2 only)"."""
         batching = "objects batched" if self.batch_objects else "one object at a time"
         kernels = "fast kernels" if self.fast_kernels else "official kernels"
         switched = ", ".join(f"{name} {count}" for name, count in self.switched.items())
+        skipped = "".join(f"; {name}: skipped, {why}" for name, why in self.skipped.items())
         return (
-            f"{self.precision}, {kernels}, {batching}; switched {switched}; {self.bf16_weights} bf16 weights"
+            f"{self.precision}, {kernels}, {batching}; switched {switched}; "
+            f"{self.bf16_weights} bf16 weights{skipped}"
         )
 
 
@@ -65,25 +71,16 @@ class LoadedModel:
     preparation: Preparation
 
 
-def cpu_has_native_bf16() -> bool:
-    with contextlib.suppress(Exception):
-        if torch.ops.mkldnn._is_mkldnn_bf16_supported():
-            return True
-    with contextlib.suppress(OSError):
-        flags = Path("/proc/cpuinfo").read_text()
-        return "amx_bf16" in flags or "avx512_bf16" in flags
-    return False
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """`auto`: bf16 on CUDA when supported; on a CPU, bf16 only where its matrix products are clearly
-    faster than fp32 on this machine. Some CPUs announce bf16 instructions yet multiply bf16 slower
-    than fp32, and fp32 is also the exact path."""
+def resolve_precision(precision: str, device: torch.device, cpu: CpuSupport | None = None) -> str:
+    """`auto`: bf16 on CUDA when supported; on a CPU, bf16 only where it is native (never where it is
+    emulated: AVX2-only CPUs) and its matrix products are clearly faster than fp32 on this machine.
+    Some CPUs announce bf16 instructions yet multiply bf16 slower than fp32, and fp32 is also the
+    exact path."""
     if precision != "auto":
         return precision
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    if not cpu_has_native_bf16():
+    if not (cpu or cpu_support.detect()).native_bf16.runs:
         return "fp32"
     return "bf16" if bf16_matmul_speedup() >= BF16_MIN_SPEEDUP else "fp32"
 
@@ -109,54 +106,77 @@ def best_seconds(run: Callable[[], object], repeats: int) -> float:
     return min(times)
 
 
-def load(cfg: TrackerConfig, device: torch.device | None = None) -> LoadedModel:
+def load(
+    cfg: TrackerConfig, device: torch.device | None = None, cpu: CpuSupport | None = None
+) -> LoadedModel:
     """The model on `device` (default: resolved from `cfg.device` for worker 0), prepared with the
-    precision, kernels and batching `cfg` asks for (`auto` resolved for the machine)."""
+    precision, kernels and batching `cfg` asks for (`auto` resolved for the machine). `cpu`: what this
+    CPU runs of the fast paths (default: detected)."""
     device = device or resolve_device(cfg.device)
+    cpu = cpu or cpu_support.detect()
     model = load_model(cfg, device)
-    precision = resolve_precision(cfg.precision, device)
+    precision = resolve_precision(cfg.precision, device, cpu)
+    bf16_on_cpu = device.type == "cpu" and precision == "bf16"
     fast = cfg.fast_attention == "on" or (
-        cfg.fast_attention == "auto" and device.type == "cpu" and precision == "bf16"
+        cfg.fast_attention == "auto" and bf16_on_cpu and cpu.native_bf16.runs
     )
+    skipped = {}
+    if cfg.fast_attention == "auto" and bf16_on_cpu and not cpu.native_bf16.runs:
+        skipped["fast_attention"] = f"{cpu.native_bf16.reason}: the official bf16 kernels run"
     batch = cfg.batch_objects == "on" or (cfg.batch_objects == "auto" and device.type == "cuda")
-    preparation = prepare(model, device, precision, fast_kernels=fast, batch_objects=batch)
+    preparation = prepare(model, device, precision, fast_kernels=fast, batch_objects=batch, cpu=cpu)
+    if skipped:
+        preparation = replace(preparation, skipped={**skipped, **preparation.skipped})
     return LoadedModel(model, model_fingerprint(cfg), preparation)
 
 
 def prepare(
-    model: torch.nn.Module, device: torch.device, precision: str, fast_kernels: bool, batch_objects: bool
+    model: torch.nn.Module,
+    device: torch.device,
+    precision: str,
+    fast_kernels: bool,
+    batch_objects: bool,
+    cpu: CpuSupport | None = None,
 ) -> Preparation:
-    """Change the model, once, for how it will run (see the module docstring); what was applied."""
+    """Change the model, once, for how it will run (see the module docstring); what was applied.
+    `cpu`: what this CPU runs of the fast paths (default: detected); a fast path it cannot run is
+    skipped, and the reason kept for the start-up line."""
     if getattr(model, "memory_temporal_stride_for_eval", 1) != 1:
         raise ConfigError("SAM2_CONFIG: memory_temporal_stride_for_eval must be 1")
     switched = {
         "encoder_overheads": remove_encoder_overheads(model),
         "frame_shared": share_first_self_attention(model.memory_attention),
     }
+    skipped = {}
     bf16_weights = store_matmul_weights_in_bf16(model) if precision == "bf16" else 0
     if fast_kernels:
         switched["fast_attention"] = use_chunked_attention(model.memory_attention) + use_chunked_attention(
             model.image_encoder
         )
-        if precision == "bf16" and device.type == "cpu":
-            decoder = model.sam_mask_decoder
-            parts = [model.image_encoder]
-            parts += [decoder.conv_s0, decoder.conv_s1] if model.use_high_res_features_in_sam else []
-            switched["onednn_linear"] = sum(use_onednn_linears(part) for part in parts)
-            if switched["onednn_linear"]:
-                # the neck's 1x1 convolutions now read the stages channels-last
-                hand_stages_channels_last(model.image_encoder.trunk)
-    unswitched = [
-        name
-        for name, count in switched.items()
-        if count == 0 and (name != "onednn_linear" or onednn_available())  # none without oneDNN
-    ]
+        onednn = (cpu or cpu_support.detect()).onednn_bf16_linear
+        if precision == "bf16" and device.type == "cpu" and not onednn.runs:
+            skipped["onednn_linear"] = onednn.reason
+        elif precision == "bf16" and device.type == "cpu":
+            switched["onednn_linear"] = switch_to_onednn_linears(model)
+    unswitched = [name for name, count in switched.items() if count == 0]
     if unswitched:
         raise ConfigError(
             f"no sam2 module was switched by {', '.join(unswitched)}: this tracker needs sam2 1.1.0 "
             "(pip install sam2==1.1.0)"
         )
-    return Preparation(device, precision, fast_kernels, batch_objects, switched, bf16_weights)
+    return Preparation(device, precision, fast_kernels, batch_objects, switched, bf16_weights, skipped)
+
+
+def switch_to_onednn_linears(model: torch.nn.Module) -> int:
+    """The image encoder's linears, MLPs and 1x1 convolutions, and the mask decoder's high-resolution
+    projections, through oneDNN; the neck's 1x1 convolutions then read the stages channels-last."""
+    decoder = model.sam_mask_decoder
+    parts = [model.image_encoder]
+    parts += [decoder.conv_s0, decoder.conv_s1] if model.use_high_res_features_in_sam else []
+    switched = sum(use_onednn_linears(part) for part in parts)
+    if switched:
+        hand_stages_channels_last(model.image_encoder.trunk)
+    return switched
 
 
 def store_matmul_weights_in_bf16(model: torch.nn.Module) -> int:

@@ -173,6 +173,8 @@ class InProcessTracker:
             tracker_config = replace(tracker_config, feature_cache_mb=0)
         process = claim_process(tracker_config)
         tracker = Sam2Tracker.from_config(tracker_config, process.device)
+        for name, why in tracker.preparation.skipped.items():
+            print(f"note: {name} skipped, {why}", file=sys.stderr)
         self.call = TrackingCall(
             tracker, MemoryStateStore(), settings.shapes.polygon_tolerance, settings.limits
         )

@@ -1,12 +1,14 @@
 """Our whole function call against the official SAM2VideoPredictor, per frame, in one run.
 
     .venv/bin/python -m bench.bench_tracking [--objects 1,3,8] [--frames 10] [--warmup 7]
-                                             [--size 640x480] [--config ...] [--json out.json]
+                                             [--size 640x480] [--config ...] [--official fp32,bf16]
+                                             [--json out.json]
 
 Same synthetic video (JPEG frames), same random-init weights (SAM2's cost does not depend on them),
 same model (hiera tiny, 1024 input by default). For each object count it times:
 
-- official fp32 and official bf16 (under ``torch.autocast(bfloat16)``): each frame of
+- official fp32 and official bf16 (under ``torch.autocast(bfloat16)``; by default only where bf16 is
+  native: emulated, on an AVX2-only CPU, it takes about 7x the fp32 time, 47.6 s a frame): each frame of
   ``propagate_in_video`` after ``init_state`` + ``add_new_mask`` per object (frames are loaded by
   ``init_state`` beforehand, so decoding is not in these figures);
 - ours: the whole call through the real handler and a real redis-server: JSON + base64 decode, image
@@ -40,6 +42,7 @@ import torch
 
 from object_state import to_pieces
 from shape_codecs import mask_to_rle
+from speedups import cpu_support
 from tests.support.cvat import continue_body, start_body
 from tests.support.redis_server import RedisServer
 from tests.support.synthetic import moving_objects_scene, write_checkpoint, write_jpeg_folder
@@ -107,9 +110,13 @@ def main() -> int:
     parser.add_argument("--config", default="configs/sam2.1/sam2.1_hiera_t.yaml")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--skip-official", action="store_true")
+    parser.add_argument("--official", help="official precisions (default fp32, and bf16 where native)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     counts = [int(n) for n in args.objects.split(",")]
+    cpu = cpu_support.detect()
+    native = args.device != "cpu" or cpu.native_bf16.runs
+    official_precisions = (args.official or ("fp32,bf16" if native else "fp32")).split(",")
     width, height = (int(v) for v in args.size.split("x"))
 
     work = Path(tempfile.mkdtemp(prefix="sam2-bench-"))
@@ -123,6 +130,8 @@ def main() -> int:
         SAM2_CONFIG=args.config,
         SAM2_CHECKPOINT=str(checkpoint),
         SAM2_DEVICE=args.device,
+        # every object count runs over the same frames: a cache would skip the encoder after the first
+        SAM2_FEATURE_CACHE_MB="0",
         **redis_server.env(),
     )
     steady = slice(args.warmup - 1, None)  # frame k is index k-1 of the per-frame lists
@@ -130,7 +139,7 @@ def main() -> int:
     # The official runs come first: our function's start-up changes process-wide settings (threads,
     # malloc) that a user of the official predictor would not have.
     for row in rows if not args.skip_official else []:
-        for precision in ("fp32", "bf16"):
+        for precision in official_precisions:
             times = official_frame_times(
                 args.config,
                 checkpoint,
@@ -171,6 +180,7 @@ def main() -> int:
         f"{app.tracker.precision}, steady frames {args.warmup}..{args.frames - 1}, "
         f"{platform.processor() or platform.machine()}, torch {torch.__version__}"
     )
+    print(f"this CPU: {cpu}; our model: {app.tracker.preparation.describe()}")
     print("objects  official fp32  official bf16      ours  ours/fp32  ours/bf16  Redis read/written per obj")
     for row in rows:
         print(
@@ -189,6 +199,8 @@ def main() -> int:
                     "args": {k: str(v) for k, v in vars(args).items()},
                     "rows": rows,
                     "peak_rss_mb": peak_rss_mb,
+                    "model": app.tracker.preparation.describe(),
+                    "cpu": repr(cpu),
                 },
                 indent=2,
             )

@@ -11,6 +11,9 @@ Without an activation the result has the same bits as `F.linear` on the same con
 (tested). With the activation fused it is applied to the fp32 accumulator rather than to the product
 rounded to bf16, so it rounds differently: it belongs to the fast path (`SAM2_FAST_ATTENTION`), whose
 deviation from the official bf16 run the fidelity test bounds.
+
+Only where bf16 is native and oneDNN runs these kernels (speedups/cpu_support.py): on an AVX2-only CPU
+oneDNN has no bf16 inner product at all.
 """
 
 from __future__ import annotations
@@ -20,10 +23,6 @@ from sam2.modeling.sam2_utils import MLP
 from torch import Tensor, nn
 
 from speedups.module_classes import switch_classes
-
-
-def available() -> bool:
-    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
 def runs_on_onednn(layer: nn.Module, x: Tensor) -> bool:
@@ -95,5 +94,6 @@ ONEDNN = {nn.Linear: OneDnnLinear, MLP: FusedActivationMLP, nn.Conv2d: Pointwise
 
 def use_onednn_linears(module: torch.nn.Module) -> int:
     """Switch the linear layers, MLPs and convolutions inside `module` to the versions above; returns
-    how many were switched (none where this PyTorch has no oneDNN). Weights stay as they are."""
-    return switch_classes(module, ONEDNN) if available() else 0
+    how many were switched. Weights stay as they are. Only where `cpu_support` says oneDNN's bf16
+    linear runs."""
+    return switch_classes(module, ONEDNN)

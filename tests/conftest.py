@@ -9,7 +9,7 @@ import pytest
 
 from config import TrackerConfig
 from model_handler import Sam2Tracker
-from tests.support.models import make_tracker, track_frames
+from tests.support.models import fastest_precision, make_tracker, track_frames
 from tests.support.redis_server import RedisServer
 from tests.support.synthetic import write_checkpoint
 
@@ -36,7 +36,7 @@ def redis_server(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def small_tracker(checkpoint) -> Sam2Tracker:
-    return make_tracker(checkpoint, precision="bf16")
+    return make_tracker(checkpoint, precision=fastest_precision())
 
 
 # ---- one CVAT tracking session, shared by the function and local-server tests -----------------

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 
 from speedups.frame_shared import FrameSharedSelfAttentionLayer
-from tests.support.models import make_tracker
+from tests.support.models import fastest_precision, make_tracker
 from tests.support.synthetic import moving_objects_scene
 
 
@@ -20,7 +20,7 @@ def count_calls(module: torch.nn.Module) -> list[int]:
 
 def test_objects_tracked_together_equal_each_tracked_alone(checkpoint):
     scene = moving_objects_scene(4, seed=11)
-    tracker = make_tracker(checkpoint, precision="bf16", fast_attention="on")
+    tracker = make_tracker(checkpoint, precision=fastest_precision(), fast_attention="on")
     first = tracker.model.memory_attention.layers[0]
     assert type(first) is FrameSharedSelfAttentionLayer
     assert all(
@@ -48,7 +48,7 @@ def test_the_memo_belongs_to_the_frame_across_calls_and_threads(checkpoint):
     """cvat-sdk's agent tracks one object per call: the frame's objects still share one self-attention.
     Two threads stepping two frames at once each use their own frame's memo and get the serial bits."""
     scene = moving_objects_scene(4, seed=12)
-    tracker = make_tracker(checkpoint, precision="bf16", fast_attention="on")
+    tracker = make_tracker(checkpoint, precision=fastest_precision(), fast_attention="on")
     frames = [tracker.encode(image) for image in scene.frames[:3]]
     started = tracker.start(frames[0], scene.masks[0])
 

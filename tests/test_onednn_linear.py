@@ -1,6 +1,7 @@
 """oneDNN's linear against the layers it replaces: the same bits where no activation is fused, within
 bf16 rounding of an fp64 reference (no further than sam2's own bf16 run) where one is; the tracker
-uses it only on the fast bf16 CPU path."""
+uses it only on the fast bf16 CPU path. The kernels' tests skip where this CPU has no bf16 inner
+product (AVX2 only); tests/test_cpu_support.py proves the fallback on every machine."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import torch.nn.functional as F
 from sam2.modeling.sam2_utils import MLP
 
 from speedups.onednn_linear import FusedActivationMLP, OneDnnLinear, PointwiseConv2d, use_onednn_linears
-from tests.support.models import make_tracker
+from tests.support.models import make_tracker, needs_onednn_bf16
 
 
 def switched(module: torch.nn.Module) -> torch.nn.Module:
@@ -21,6 +22,7 @@ def switched(module: torch.nn.Module) -> torch.nn.Module:
     return ours
 
 
+@needs_onednn_bf16
 @pytest.mark.parametrize("shape", [(300, 96), (1, 16, 20, 96)])
 def test_linear_equals_torch_bit_for_bit(shape):
     torch.manual_seed(0)
@@ -34,6 +36,7 @@ def test_linear_equals_torch_bit_for_bit(shape):
             assert torch.equal(ours(x), layer(x))
 
 
+@needs_onednn_bf16
 def test_pointwise_convolution_equals_torch_bit_for_bit_on_either_layout():
     torch.manual_seed(0)
     conv = torch.nn.Conv2d(96, 64, kernel_size=1).bfloat16()
@@ -46,6 +49,7 @@ def test_pointwise_convolution_equals_torch_bit_for_bit_on_either_layout():
             assert out.shape == (2, 64, 24, 20) and torch.equal(out, conv(x))
 
 
+@needs_onednn_bf16
 @pytest.mark.parametrize("activation", [torch.nn.GELU, torch.nn.ReLU])
 def test_mlp_with_fused_activation_is_as_close_to_fp64_as_sam2s_bf16(activation):
     torch.manual_seed(0)
@@ -66,6 +70,7 @@ def test_mlp_with_fused_activation_is_as_close_to_fp64_as_sam2s_bf16(activation)
     assert torch.equal(fused, theirs) == (activation is torch.nn.ReLU)
 
 
+@needs_onednn_bf16
 def test_other_layers_and_precisions_run_as_they_are():
     torch.manual_seed(0)
     fp32 = torch.nn.Linear(32, 16)
@@ -79,6 +84,7 @@ def test_other_layers_and_precisions_run_as_they_are():
         assert torch.equal(switched(tanh_mlp)(x.bfloat16()), tanh_mlp(x.bfloat16()))
 
 
+@needs_onednn_bf16
 def test_tracker_uses_onednn_only_on_the_fast_bf16_cpu_path(checkpoint):
     kinds = lambda tracker: {type(m) for m in tracker.model.modules()}  # noqa: E731
     fast = make_tracker(checkpoint, precision="bf16", fast_attention="on")

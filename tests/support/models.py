@@ -8,15 +8,34 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from config import TrackerConfig
 from model_handler import Sam2Tracker, Tracked
 from model_loading import resolve_precision
 from shape_codecs import Box
+from speedups import cpu_support
+from speedups.cpu_support import CpuSupport
 
 # Most model tests run SAM2 at 512 input: the same code path as 1024, about 10x cheaper on 2 cores.
 SMALL = ("++model.image_size=512",)
+
+# Where bf16 is emulated (AVX2-only CPUs, or oneDNN capped by ONEDNN_MAX_CPU_ISA) a bf16 frame costs
+# about 10x an fp32 one: the bf16 tests keep their point on fewer frames there, and the tests of the
+# memory's depth (19 frames) run at fp32.
+NATIVE_BF16 = cpu_support.detect().native_bf16.runs
+MEMORY_PRECISION = "bf16" if NATIVE_BF16 else "fp32"
+# the bf16 comparisons' input size: where bf16 is emulated, 256 (the same code path, 4x cheaper)
+BF16_OVERRIDES = SMALL if NATIVE_BF16 else ("++model.image_size=256",)
+needs_onednn_bf16 = pytest.mark.skipif(
+    not cpu_support.detect().onednn_bf16_linear.runs, reason=cpu_support.detect().onednn_bf16_linear.reason
+)
+
+
+def bf16_budget(native: int, emulated: int) -> int:
+    """Frames or objects a bf16 test runs: `native` where bf16 is native, `emulated` where it is not."""
+    return native if NATIVE_BF16 else emulated
 
 
 @functools.cache
@@ -37,9 +56,10 @@ def make_tracker(
     batch_objects: str = "off",
     cpu_threads: int = 0,
     device: str = "cpu",
+    cpu: CpuSupport | None = None,
 ) -> Sam2Tracker:
     """The exact path by default (official attention kernel, one object at a time): what the fidelity
-    tests compare."""
+    tests compare. `cpu`: what the CPU runs of the fast paths (default: detected)."""
     cfg = TrackerConfig(
         checkpoint=checkpoint,
         device=device,
@@ -50,7 +70,7 @@ def make_tracker(
         batch_objects=batch_objects,
         cpu_threads=cpu_threads,
     )
-    return Sam2Tracker.from_config(cfg)
+    return Sam2Tracker.from_config(cfg, cpu=cpu)
 
 
 def track_frames(
