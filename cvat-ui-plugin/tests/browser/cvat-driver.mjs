@@ -141,18 +141,29 @@ export async function listObjects(page) {
     })));
 }
 
-// Activates an object as the user does: the mouse over its item in the objects panel.
+// Activates an object as the user does: the mouse over its item in the objects panel. Ctrl+E acts on the
+// object CVAT has activated, which its item shows with the active class; on a loaded machine a hover can be
+// missed (another object stays active and Ctrl+E would list that one's actions), so it hovers again, from
+// outside the item, until the item is active.
 export async function hoverObject(page, object) {
     const clientID = typeof object === 'number' ? object : object?.clientID;
     if (!Number.isInteger(clientID)) throw new Error(`No such object to select: ${JSON.stringify(object)}`);
-    const item = await waitFor(page, `#cvat-objects-sidebar-state-item-${clientID}`, `Object #${clientID}`);
-    await item.hover();
-    await page.waitForFunction(
-        (id) => document.querySelector(`#cvat-objects-sidebar-state-item-${id}`)
-            ?.className.includes('cvat-objects-sidebar-state-active-item'),
-        { timeout: 5000 },
-        clientID,
-    ).catch(() => undefined); // the class name is cosmetic; Ctrl+E reads CVAT's own activated object
+    const selector = `#cvat-objects-sidebar-state-item-${clientID}`;
+    for (let attempt = 1; ; attempt += 1) {
+        const item = await waitFor(page, selector, `Object #${clientID}`);
+        await item.hover();
+        try {
+            await page.waitForFunction(
+                (query) => document.querySelector(query)?.className.includes('cvat-objects-sidebar-state-active-item'),
+                { timeout: 5000 },
+                selector,
+            );
+            return;
+        } catch (error) {
+            if (attempt === 6) throw new Error(`Object #${clientID} did not become active: ${error.message}`);
+            await page.mouse.move(1, 1);
+        }
+    }
 }
 
 async function waitForDialog(page) {
