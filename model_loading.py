@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -111,22 +111,24 @@ def load(
 ) -> LoadedModel:
     """The model on `device` (default: resolved from `cfg.device` for worker 0), prepared with the
     precision, kernels and batching `cfg` asks for (`auto` resolved for the machine). `cpu`: what this
-    CPU runs of the fast paths (default: detected)."""
+    CPU runs of the fast paths (default: detected); a fast path it cannot run is skipped, and the
+    reason kept for the start-up line."""
     device = device or resolve_device(cfg.device)
     cpu = cpu or cpu_support.detect()
     model = load_model(cfg, device)
     precision = resolve_precision(cfg.precision, device, cpu)
     bf16_on_cpu = device.type == "cpu" and precision == "bf16"
-    fast = cfg.fast_attention == "on" or (
-        cfg.fast_attention == "auto" and bf16_on_cpu and cpu.native_bf16.runs
-    )
     skipped = {}
-    if cfg.fast_attention == "auto" and bf16_on_cpu and not cpu.native_bf16.runs:
-        skipped["fast_attention"] = f"{cpu.native_bf16.reason}: the official bf16 kernels run"
+    fast = cfg.fast_attention == "on"
+    if cfg.fast_attention == "auto" and bf16_on_cpu:
+        fast = cpu.native_bf16.runs
+        if not fast:
+            skipped["fast_attention"] = f"{cpu.native_bf16.reason}: the official bf16 kernels run"
+    onednn = fast and bf16_on_cpu and cpu.onednn_bf16_linear.runs
+    if fast and bf16_on_cpu and not onednn:
+        skipped["onednn_linear"] = cpu.onednn_bf16_linear.reason
     batch = cfg.batch_objects == "on" or (cfg.batch_objects == "auto" and device.type == "cuda")
-    preparation = prepare(model, device, precision, fast_kernels=fast, batch_objects=batch, cpu=cpu)
-    if skipped:
-        preparation = replace(preparation, skipped={**skipped, **preparation.skipped})
+    preparation = prepare(model, device, precision, fast, onednn, batch, skipped)
     return LoadedModel(model, model_fingerprint(cfg), preparation)
 
 
@@ -135,36 +137,32 @@ def prepare(
     device: torch.device,
     precision: str,
     fast_kernels: bool,
+    onednn_linears: bool,
     batch_objects: bool,
-    cpu: CpuSupport | None = None,
+    skipped: dict[str, str],
 ) -> Preparation:
-    """Change the model, once, for how it will run (see the module docstring); what was applied.
-    `cpu`: what this CPU runs of the fast paths (default: detected); a fast path it cannot run is
-    skipped, and the reason kept for the start-up line."""
+    """Change the model, once, for how it will run (see the module docstring); what was applied, with
+    `skipped` (the speed-ups this machine cannot run, and why) for the start-up line."""
     if getattr(model, "memory_temporal_stride_for_eval", 1) != 1:
         raise ConfigError("SAM2_CONFIG: memory_temporal_stride_for_eval must be 1")
     switched = {
         "encoder_overheads": remove_encoder_overheads(model),
         "frame_shared": share_first_self_attention(model.memory_attention),
     }
-    skipped = {}
     bf16_weights = store_matmul_weights_in_bf16(model) if precision == "bf16" else 0
     if fast_kernels:
         switched["fast_attention"] = use_chunked_attention(model.memory_attention) + use_chunked_attention(
             model.image_encoder
         )
-        onednn = (cpu or cpu_support.detect()).onednn_bf16_linear
-        if precision == "bf16" and device.type == "cpu" and not onednn.runs:
-            skipped["onednn_linear"] = onednn.reason
-        elif precision == "bf16" and device.type == "cpu":
-            switched["onednn_linear"] = switch_to_onednn_linears(model)
+    if onednn_linears:
+        switched["onednn_linear"] = switch_to_onednn_linears(model)
     unswitched = [name for name, count in switched.items() if count == 0]
     if unswitched:
         raise ConfigError(
             f"no sam2 module was switched by {', '.join(unswitched)}: this tracker needs sam2 1.1.0 "
             "(pip install sam2==1.1.0)"
         )
-    return Preparation(device, precision, fast_kernels, batch_objects, switched, bf16_weights, skipped)
+    return Preparation(device, precision, fast_kernels, batch_objects, switched, bf16_weights, dict(skipped))
 
 
 def switch_to_onednn_linears(model: torch.nn.Module) -> int:

@@ -15,7 +15,7 @@ So each fast path is switched in only where it runs:
   kernel, so a CPU, a PyTorch build or a oneDNN that refuses is found at start-up, not at the first
   frame.
 
-`model_loading.prepare` asks these and puts the reasons of what it skipped in the start-up line.
+`model_loading.load` asks these and puts the reasons of what it skipped in the start-up line.
 """
 
 from __future__ import annotations
@@ -73,16 +73,13 @@ def why_no_bf16() -> str:
     return instruction_sets(cpu_flags())
 
 
-def detect_native_bf16() -> Support:
+def native_bf16() -> bool:
+    """oneDNN's own check of the CPU (it honours ONEDNN_MAX_CPU_ISA); the CPU's flags without oneDNN."""
     if torch.backends.mkldnn.is_available():
         with contextlib.suppress(Exception):
-            if torch.ops.mkldnn._is_mkldnn_bf16_supported():
-                return Support(True)
-        return Support(False, f"bf16 is emulated on this CPU ({why_no_bf16()})")
-    flags = cpu_flags()
-    if "amx_bf16" in flags or "avx512_bf16" in flags:
-        return Support(True)
-    return Support(False, f"bf16 is emulated on this CPU ({instruction_sets(flags)})")
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        return False
+    return bool({"amx_bf16", "avx512_bf16"} & cpu_flags())
 
 
 # what speedups/onednn_linear.py asks of oneDNN: a plain linear, then with each fused activation
@@ -111,9 +108,10 @@ def probe_onednn_bf16_linear() -> Support:
 def detect() -> CpuSupport:
     """This CPU's support, probed once per process (well under a millisecond). oneDNN's bf16 linear
     counts only where bf16 is native: emulated, it would be slower than the official kernels."""
-    native = detect_native_bf16()
-    if not native.runs:
-        linear = Support(False, f"this CPU has no bf16 inner product ({why_no_bf16()})")
-    else:
-        linear = probe_onednn_bf16_linear()
-    return CpuSupport(native_bf16=native, onednn_bf16_linear=linear)
+    if not native_bf16():
+        why = why_no_bf16()
+        return CpuSupport(
+            native_bf16=Support(False, f"bf16 is emulated on this CPU ({why})"),
+            onednn_bf16_linear=Support(False, f"this CPU has no bf16 inner product ({why})"),
+        )
+    return CpuSupport(native_bf16=Support(True), onednn_bf16_linear=probe_onednn_bf16_linear())

@@ -24,6 +24,7 @@ from speedups.fast_attention import ChunkedMultiScaleAttention, ChunkedRoPEAtten
 from speedups.onednn_linear import FusedActivationMLP, OneDnnLinear, PointwiseConv2d
 from tests.support import ROOT
 from tests.support.cvat import continue_body, encode_image, start_body
+from tests.support.models import make_tracker
 from tests.support.server_process import LocalServer, post
 from tests.support.synthetic import moving_objects_scene
 
@@ -49,8 +50,6 @@ def test_auto_never_picks_bf16_where_it_is_emulated():
 
 
 def test_explicit_bf16_without_native_bf16_runs_the_official_kernels_and_says_why(checkpoint):
-    from tests.support.models import make_tracker
-
     tracker = make_tracker(checkpoint, precision="bf16", fast_attention="auto", cpu=AVX2_ONLY)
     preparation = tracker.preparation
     assert (preparation.precision, preparation.fast_kernels) == ("bf16", False)
@@ -63,8 +62,6 @@ def test_explicit_bf16_without_native_bf16_runs_the_official_kernels_and_says_wh
 
 @pytest.mark.parametrize("cpu", [AVX2_ONLY, NO_ONEDNN_BF16], ids=["avx2-only", "no-onednn-bf16"])
 def test_onednn_linear_is_skipped_where_its_kernels_do_not_run(checkpoint, cpu):
-    from tests.support.models import make_tracker
-
     tracker = make_tracker(checkpoint, precision="bf16", fast_attention="on", overrides=TINY, cpu=cpu)
     assert kinds(tracker) >= CHUNKED_KINDS and not ONEDNN_KINDS & kinds(tracker)
     # the neck keeps sam2's layout: nothing reads the stages channels-last

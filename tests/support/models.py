@@ -28,9 +28,8 @@ NATIVE_BF16 = cpu_support.detect().native_bf16.runs
 MEMORY_PRECISION = "bf16" if NATIVE_BF16 else "fp32"
 # the bf16 comparisons' input size: where bf16 is emulated, 256 (the same code path, 4x cheaper)
 BF16_OVERRIDES = SMALL if NATIVE_BF16 else ("++model.image_size=256",)
-needs_onednn_bf16 = pytest.mark.skipif(
-    not cpu_support.detect().onednn_bf16_linear.runs, reason=cpu_support.detect().onednn_bf16_linear.reason
-)
+_ONEDNN_BF16 = cpu_support.detect().onednn_bf16_linear
+needs_onednn_bf16 = pytest.mark.skipif(not _ONEDNN_BF16.runs, reason=_ONEDNN_BF16.reason)
 
 
 def bf16_budget(native: int, emulated: int) -> int:
