@@ -32,7 +32,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -214,8 +214,7 @@ class NuclioStandIn:
         env["PYTHONUNBUFFERED"] = "1"
         return env
 
-    def start_workers(self) -> None:
-        """Start the worker processes and open the ports; the trigger serves a worker once it is ready."""
+    def _start_worker_processes(self) -> None:
         env = self.worker_env()
         for index in range(self.max_workers):
             port = free_port()
@@ -229,9 +228,25 @@ class NuclioStandIn:
                 cwd=self.deployment.function_dir,
             )
             self.workers.append(Worker(index, service, port))
+
+    def start_workers(self) -> None:
+        """Start the worker processes and open the ports; the trigger serves a worker once it is ready."""
+        self._start_worker_processes()
         self.trigger = FunctionTrigger([], self.availability_timeout_s, self.event_timeout_s)
         self._serve(self.http_port, _TriggerHandler, trigger=self.trigger)
         self._serve(self.dashboard_port, _DashboardHandler, nuclio=self)
+
+    def redeploy(self, env: dict[str, str]) -> None:
+        """Deploy the function again with `env` over the deployment's (as `nuctl deploy` with other --env
+        values): the idle workers are stopped and new ones serve once ready. Call it between calls."""
+        with self.trigger.available:
+            self.trigger.idle.clear()
+        for worker in self.workers:
+            self.services.stop(worker.service)
+        self.workers.clear()
+        self.deployment = replace(self.deployment, env={**self.deployment.env, **env})
+        self._start_worker_processes()
+        self.wait_ready()
 
     def wait_ready(self, timeout_s: float = 600) -> None:
         for worker in self.workers:

@@ -1,6 +1,7 @@
 """The "Segment Anything 2: Tracker" action of our CVAT UI plugin, driven in headless Chromium in CVAT's own
 UI (built with the plugin, served by the stack's nginx): what it saves is what the tracker answers through
-CVAT's API for the same frames; a re-run replaces; a cancel or a failed call keeps the frames tracked."""
+CVAT's API for the same frames, forward and backward; a re-run replaces; a cancel or a failed call keeps the
+frames tracked."""
 
 from __future__ import annotations
 
@@ -39,16 +40,18 @@ def long_video(long_scene, tmp_path_factory) -> Path:
     return write_video(long_scene, tmp_path_factory.mktemp("long") / "long.mp4")
 
 
-def new_job(stack, user: User, video: Path, scene, name: str) -> tuple[TrackingJob, list[dict]]:
-    """A task from the video with a mask, a polygon and a rectangle on frame 0; the shapes as saved."""
-    ys, xs = np.nonzero(scene.masks[0][2])
+def new_job(
+    stack, user: User, video: Path, scene, name: str, frame: int = 0
+) -> tuple[TrackingJob, list[dict]]:
+    """A task from the video with a mask, a polygon and a rectangle on `frame`; the shapes as saved."""
+    ys, xs = np.nonzero(scene.masks[frame][2])
     rectangle = {
         "type": "rectangle",
         "points": [float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())],
     }
     with user.client(stack.url) as client:
         job = create_task(client, name, [video])
-        shapes = put_shapes(client, job, 0, [*start_shapes(scene), rectangle])
+        shapes = put_shapes(client, job, frame, [*start_shapes(scene, frame), rectangle])
     return job, shapes
 
 
@@ -90,7 +93,7 @@ def test_one_polygon_from_its_menu(ui, owner, long_scene, long_video):
     # offered for polygons and masks, not for rectangles
     assert ACTION in result["listedActions"] and ACTION in result["probed"]["MASK SHAPE"]
     assert ACTION not in result["probed"]["RECTANGLE SHAPE"]
-    assert result["parameters"] == {"targetFrame": 5, "convertToTracks": False}
+    assert result["parameters"] == {"targetFrame": 5, "convertToTracks": False, "stopAfterAbsent": 0}
     # one progress step per frame, in words and percent
     messages = [step["message"] for step in result["progress"]]
     assert any("frame 5 of 5" in message for message in messages), messages
@@ -211,14 +214,16 @@ def test_all_objects_from_run_actions_with_polygons_converted_to_tracks(ui, owne
 
 
 def stop_reason(notice: dict) -> tuple[str, list[int]]:
-    """The notice's title, and the frames it says were kept ("Frames 1–4 (4 of 19) were tracked and kept")."""
+    """The notice's title, and the frames it says were kept, in the order tracked ("Frames 1–4 (4 of 19) were
+    tracked and kept"; backward "Frames 18–15 ...")."""
 
     found = re.search(
         r"Frames? (\d+)(?:–(\d+))? \(\d+ of \d+\) (?:was|were) tracked and kept", notice["description"]
     )
     assert found, notice
     first, last = int(found.group(1)), int(found.group(2) or found.group(1))
-    return notice["title"], list(range(first, last + 1))
+    step = -1 if last < first else 1
+    return notice["title"], list(range(first, last + step, step))
 
 
 def test_cancel_midway_keeps_the_frames_tracked(ui, owner, long_scene, long_video):
@@ -257,3 +262,132 @@ def test_the_store_failing_midway_keeps_the_frames_tracked_and_says_why(ui, owne
     # the store went away as the 4th call (frame 3) began: that call may have finished or failed
     assert kept[0] == 1 and 2 <= len(kept) <= 3
     assert sorted(by_frame(annotations(ui, owner, job).shapes, "polygon")) == [0, *kept]
+
+
+MIDDLE = 10  # where the tests of both directions draw their objects
+
+
+def test_backward_then_forward_from_a_middle_frame_make_one_track(ui, owner, long_scene, long_video):
+    """Conversion on: a backward run from the middle frame makes the polygon a track beginning at the target,
+    a forward run from the same frame extends that track, with nothing doubled on the start frame."""
+    job, shapes = new_job(ui, owner, long_video, long_scene, "browser: both ways", frame=MIDDLE)
+    back = run_action(
+        ui, owner, job, frame=MIDDLE, select="all", targetFrame=MIDDLE - 5, convertToTracks=True
+    )
+    assert back["notices"][0]["title"] == f"Tracked 2 objects back to frame {MIDDLE - 5}"
+    assert any(f"frame 5 of 5 (frame {MIDDLE - 5})" in step["message"] for step in back["progress"])
+    backward_frames = list(range(MIDDLE, MIDDLE - 6, -1))
+    expected_back = reference(ui, owner, job, shapes[:2], backward_frames)
+    calls = len(ui.nuclio.trigger.calls)
+    run_action(ui, owner, job, frame=MIDDLE, select="all", targetFrame=MIDDLE + 4, convertToTracks=True)
+    assert len(ui.nuclio.trigger.calls) - calls == 5  # one call per frame for both objects
+    forward_frames = list(range(MIDDLE, MIDDLE + 5))
+    expected_forward = reference(ui, owner, job, shapes[:2], forward_frames)
+
+    saved = annotations(ui, owner, job)
+    (track,) = saved.tracks
+    assert track.frame == MIDDLE - 5
+    keyframes = {shape.frame: shape for shape in track.shapes}
+    assert sorted(keyframes) == list(range(MIDDLE - 5, MIDDLE + 5))
+    assert list(keyframes[MIDDLE].points) == shapes[1]["points"]
+    masks = by_frame(saved.shapes, "mask")
+    assert {frame: len(found) for frame, found in masks.items()} == dict.fromkeys(
+        range(MIDDLE - 5, MIDDLE + 5), 1
+    )
+    assert by_frame(saved.shapes, "polygon") == {}
+    for frames, expected in ((backward_frames, expected_back), (forward_frames, expected_forward)):
+        for index, frame in enumerate(frames[1:], start=1):
+            assert list(keyframes[frame].points) == expected[index].shapes[1]["points"], frame
+            assert same_mask(masks[frame][0].points, expected[index].shapes[0], long_scene.size), frame
+
+
+def test_a_backward_rerun_after_a_correction_replaces_only_that_side(ui, owner, long_scene, long_video):
+    job, shapes = new_job(ui, owner, long_video, long_scene, "browser: backward re-run", frame=MIDDLE)
+    polygon = {"type": "POLYGON SHAPE"}
+    run_action(ui, owner, job, frame=MIDDLE, select=polygon, targetFrame=MIDDLE + 3, convertToTracks=False)
+    run_action(ui, owner, job, frame=MIDDLE, select=polygon, targetFrame=MIDDLE - 4, convertToTracks=False)
+    first = by_frame(annotations(ui, owner, job).shapes, "polygon")
+    assert sorted(first) == list(range(MIDDLE - 4, MIDDLE + 4))
+
+    corrected_frame = MIDDLE - 2
+    (shape,) = first[corrected_frame]
+    shape.points = move(shape.points, -6, 4)
+    correct(ui, owner, job, shape=shape)
+    result = run_action(ui, owner, job, frame=corrected_frame, select=polygon, targetFrame=MIDDLE - 5)
+    assert "replaced" in result["notices"][0]["description"]
+
+    polygons = by_frame(annotations(ui, owner, job).shapes, "polygon")
+    counts = {frame: len(found) for frame, found in polygons.items()}
+    assert counts == dict.fromkeys(range(MIDDLE - 5, MIDDLE + 4), 1)
+    corrected = {"type": "polygon", "points": list(shape.points)}
+    frames = list(range(corrected_frame, MIDDLE - 6, -1))
+    expected = reference(ui, owner, job, [corrected], frames)
+    for index, frame in enumerate(frames[1:], start=1):
+        assert list(polygons[frame][0].points) == expected[index].shapes[0]["points"]
+    # the other side of the corrected frame is the first runs' work, untouched
+    for frame in range(corrected_frame + 1, MIDDLE + 4):
+        assert list(polygons[frame][0].points) == list(first[frame][0].points)
+    assert list(polygons[MIDDLE][0].points) == shapes[1]["points"]
+
+
+def test_cancel_in_a_backward_run_keeps_the_frames_tracked(ui, owner, long_scene, long_video):
+    last = FRAMES - 1
+    job, _ = new_job(ui, owner, long_video, long_scene, "browser: cancel backward", frame=last)
+    result = run_action(
+        ui, owner, job, frame=last, select={"type": "POLYGON SHAPE"}, targetFrame=0, cancelAtPercent=20,
+    )  # fmt: skip
+    assert result["cancelled"]
+    title, kept = stop_reason(result["notices"][0])
+    assert title.startswith("Tracking cancelled at frame")
+    assert kept[0] == last - 1 and 3 <= len(kept) < last
+    assert f"run the action again from frame {kept[-1]}" in result["notices"][0]["description"]
+    assert sorted(by_frame(annotations(ui, owner, job).shapes, "polygon")) == sorted([last, *kept])
+
+
+@pytest.fixture
+def a_tracker_that_loses_every_object(ui, checkpoint, tmp_path):
+    """The function deployed again (as `nuctl deploy` with another SAM2_CHECKPOINT) with a model that calls
+    every object absent after its start frame, SAM2's lost-object path (a random model sees no object leave
+    the frame: its presence logit is the same on every frame); the stack's model again afterwards."""
+    from tests.support.synthetic import write_checkpoint
+
+    lost = write_checkpoint(tmp_path / "sam2.1_hiera_tiny.pt", presence_bias=-8.0)
+    ui.nuclio.redeploy({"SAM2_CHECKPOINT": str(lost)})
+    try:
+        yield
+    finally:
+        ui.nuclio.redeploy({"SAM2_CHECKPOINT": str(checkpoint)})
+
+
+def test_objects_absent_n_frames_in_a_row_end_and_the_run_ends_early(
+    ui, owner, long_scene, long_video, a_tracker_that_loses_every_object
+):
+    job, _ = new_job(ui, owner, long_video, long_scene, "browser: stop when absent")
+    calls = len(ui.nuclio.trigger.calls)
+    result = run_action(
+        ui, owner, job, frame=0, select="all", targetFrame=FRAMES - 1, convertToTracks=True,
+        stopAfterAbsent=3,
+    )  # fmt: skip
+    assert result["parameters"]["stopAfterAbsent"] == 3
+    # the start and three frames, each with both objects' states; then every object had ended
+    bodies = ui.nuclio.trigger.bodies[calls:]
+    assert [len(body["states"]) for body in bodies] == [0, 2, 2, 2]
+    (notice,) = result["notices"]
+    assert notice["title"] == "Tracked 2 objects to frame 3"
+    for kind in ("mask", "polygon"):
+        assert re.search(
+            rf'Object \d \("[^"]+" {kind}\) ended on frame 3 \(absent on frames 1–3\)\.',
+            notice["description"],
+        )
+    assert (
+        f"Every object had ended, so the run stopped after 3 frames of {FRAMES - 1}." in notice["description"]
+    )
+    saved = annotations(ui, owner, job)
+    (track,) = saved.tracks
+    assert [(shape.frame, shape.outside) for shape in track.shapes] == [
+        (0, False),
+        (1, True),
+        (2, True),
+        (3, True),
+    ]
+    assert sorted(by_frame(saved.shapes, "mask")) == [0]

@@ -12,7 +12,7 @@ import {
     NO_TRACKER, chooseTracker, trackableTypes, unsupportedSentence,
 } from './core/function-choice';
 import {
-    checkTargetFrame, defaultTargetFrame, planFrames, targetFrameRange,
+    JobBounds, checkTargetFrame, defaultTargetFrame, framesToward, planFrames, targetFrameRange,
 } from './core/frames';
 import { Outcome, outcomeOf, progressText } from './core/messages';
 import {
@@ -20,11 +20,12 @@ import {
 } from './core/records';
 import { buildChanges } from './core/results';
 import { isTrackableObject, trackableObjects } from './core/selection';
-import { runTracking } from './core/tracking-loop';
+import { MAX_STOP_AFTER, checkStopAfter, runTracking } from './core/tracking-loop';
 
 export const ACTION_NAME = 'Segment Anything 2: Tracker';
 const TARGET_FRAME = 'Target frame';
 const CONVERT = 'Convert polygon shapes to tracks';
+const STOP_AFTER = 'Stop an object after N frames absent';
 
 type RunInput = Parameters<BaseCollectionAction['run']>[0];
 type Collection = RunInput['collection'];
@@ -47,6 +48,16 @@ async function deletedFrames(job: Job, frames: readonly number[]): Promise<Set<n
         if ((await job.frames.get(frame)).deleted) deleted.add(frame);
     }
     return deleted;
+}
+
+const boundsOf = (job: Job): JobBounds => ({ start: job.startFrame, stop: job.stopFrame });
+
+// "“car” polygon", for the notice's sentences about objects that ended
+function seedName(seed: Seed, labels: Job['labels']): string {
+    const labelId = seed.kind === 'shape' ? seed.shape.label_id : seed.track.label_id;
+    const label = labels.find((candidate) => candidate.id === labelId);
+    const kind = seed.kind === 'track' ? 'polygon track' : seed.type;
+    return label ? `"${label.name}" ${kind}` : kind;
 }
 
 function seedsOf(
@@ -94,6 +105,7 @@ export class Sam2TrackerAction extends BaseCollectionAction {
     #model: MLModel | null = null;
     #target: unknown = null;
     #convert = false;
+    #stopAfter = 0;
     #outcome: Outcome | null = null;
 
     // currentFrame: the frame open in the annotation view, for the target frame's default and range
@@ -110,6 +122,7 @@ export class Sam2TrackerAction extends BaseCollectionAction {
         this.#job = instance;
         this.#target = parameters[TARGET_FRAME];
         this.#convert = String(parameters[CONVERT]) === 'true';
+        this.#stopAfter = checkStopAfter(parameters[STOP_AFTER], STOP_AFTER);
         this.#outcome = null;
 
         let models: MLModel[];
@@ -134,8 +147,8 @@ export class Sam2TrackerAction extends BaseCollectionAction {
         const startFrame = input.frameData.number;
         // CVAT's dialog always passes the parameter; a script calling cvat-core may leave it out (NaN)
         const requested = this.#target === undefined || Number.isNaN(this.#target) ?
-            defaultTargetFrame(startFrame, job.stopFrame) : this.#target;
-        const target = checkTargetFrame(requested, startFrame, job.stopFrame);
+            defaultTargetFrame(startFrame, boundsOf(job)) : this.#target;
+        const target = checkTargetFrame(requested, startFrame, boundsOf(job));
 
         const skipped: Record<string, number> = {};
         const states = await job.annotations.get(startFrame, false, []);
@@ -146,11 +159,11 @@ export class Sam2TrackerAction extends BaseCollectionAction {
                 '(only visible objects that pass the annotation filter are tracked).');
         }
 
-        const range = Array.from({ length: target - startFrame }, (_, i) => startFrame + 1 + i);
+        const range = framesToward(startFrame, target);
         const deleted = await deletedFrames(job, range);
         const plan = planFrames(await job.frames.frameNumbers(), startFrame, target, (f) => deleted.has(f));
         if (!plan.length) {
-            throw new Error(`Frames ${startFrame + 1}–${target} are all deleted or outside the job: ` +
+            throw new Error(`Frames ${range[0]}–${target} are all deleted or outside the job: ` +
                 'choose another target frame.');
         }
 
@@ -161,6 +174,7 @@ export class Sam2TrackerAction extends BaseCollectionAction {
             shapes: seeds.map(({ type, points }) => ({ type, points })),
             call: (body) => this.#core.lambda.call(job.taskId as number, model, body),
             cancelled: input.cancelled,
+            stopAfterAbsent: this.#stopAfter,
             onProgress: (progress) => {
                 const { message, percent } = progressText(progress, seeds.length, startFrame);
                 input.onProgress(message, percent);
@@ -172,6 +186,7 @@ export class Sam2TrackerAction extends BaseCollectionAction {
             seeds,
             trackedFrames: result.trackedFrames,
             answers: result.answers,
+            ended: new Map(result.ended.map(({ object, frame }) => [object, frame])),
             startFrame,
             convertPolygons: this.#convert,
             allShapes: all.shapes,
@@ -186,6 +201,7 @@ export class Sam2TrackerAction extends BaseCollectionAction {
             result,
             replaced: changes.replaced,
             notes,
+            objectNames: seeds.map((seed) => seedName(seed, job.labels)),
         });
         return { created: asCollection(changes.created), deleted: asCollection(changes.deleted) };
     }
@@ -210,25 +226,22 @@ export class Sam2TrackerAction extends BaseCollectionAction {
     }
 
     public get parameters(): BaseCollectionAction['parameters'] {
-        const bounds = (job: Job): [number, number] => {
-            const current = this.#currentFrame() ?? job.startFrame;
-            return targetFrameRange(current, job.stopFrame);
-        };
         return {
             [TARGET_FRAME]: {
                 type: ActionParameterType.NUMBER,
                 values: ({ instance }) => {
-                    const [min, max] = instance instanceof Job ? bounds(instance) : [0, 0];
+                    const [min, max] = instance instanceof Job ? targetFrameRange(boundsOf(instance)) : [0, 0];
                     return [String(min), String(max), '1'];
                 },
                 defaultValue: ({ instance }) => {
                     if (!(instance instanceof Job)) return '0';
                     const current = this.#currentFrame() ?? instance.startFrame;
-                    return String(defaultTargetFrame(current, instance.stopFrame));
+                    return String(defaultTargetFrame(current, boundsOf(instance)));
                 },
                 tooltip: {
                     type: 'text',
-                    content: 'Track from the current frame up to this frame (after it, at most the job\'s last).',
+                    content: 'Track from the current frame to this one, frame by frame: a frame after the ' +
+                        'current one tracks forward, a frame before it tracks backward (any frame of the job).',
                 },
             },
             [CONVERT]: {
@@ -239,6 +252,17 @@ export class Sam2TrackerAction extends BaseCollectionAction {
                     type: 'text',
                     content: 'Polygon shapes become tracks whose keyframes are the tracked frames. ' +
                         'Masks stay shapes: CVAT has no mask tracks.',
+                },
+            },
+            [STOP_AFTER]: {
+                type: ActionParameterType.NUMBER,
+                values: ['0', String(MAX_STOP_AFTER), '1'],
+                defaultValue: '0',
+                tooltip: {
+                    type: 'text',
+                    content: 'An object the tracker finds absent on this many frames in a row ends there: it ' +
+                        'is no longer tracked (a track gets outside keyframes up to that frame), and the run ' +
+                        'ends early once every object has ended. 0: never.',
                 },
             },
         };

@@ -63,13 +63,15 @@ function installHelpers(job, actionName, noticeClass) {
             await state.save();
         },
         async run({
-            frame, target, convert = false, clientIDs = null, cancelAfterCalls = null,
+            frame, target, convert = false, stopAfter = 0, clientIDs = null, cancelAfterCalls = null,
         }) {
             document.querySelectorAll(`.${noticeClass}`).forEach((notice) => { notice.dataset.seen = '1'; });
             window.sam2Calls = 0;
             const progress = [];
             const parameters = {
-                'Target frame': String(target), 'Convert polygon shapes to tracks': String(convert),
+                'Target frame': String(target),
+                'Convert polygon shapes to tracks': String(convert),
+                'Stop an object after N frames absent': String(stopAfter),
             };
             const cancelled = () => cancelAfterCalls !== null && window.sam2Calls >= cancelAfterCalls;
             const onProgress = (message, percent) => progress.push({ message, percent });
@@ -125,11 +127,11 @@ after(async () => {
     await server?.close();
 });
 
-test('the action is registered with its two parameters and takes polygons and masks', async () => {
+test('the action is registered with its three parameters and takes polygons and masks', async () => {
     setScenario({});
     await page.evaluate(() => window.sam2.newJob());
     const parameters = await page.evaluate(() => Object.keys(window.sam2.action.parameters));
-    assert.deepEqual(parameters, ['Target frame', 'Convert polygon shapes to tracks']);
+    assert.deepEqual(parameters, ['Target frame', 'Convert polygon shapes to tracks', 'Stop an object after N frames absent']);
     const states = await page.evaluate(() => window.sam2.states(0));
     assert.deepEqual(states.map((state) => [state.shapeType, state.applicable]), [['polygon', true], ['mask', true]]);
 });
@@ -205,6 +207,55 @@ test('a run again from a corrected middle frame replaces the earlier shapes, nev
     assert.equal(shapesOf(result.collection, 'mask').length, 8);
     assert.equal(result.notices[0].title, 'Tracked 1 object to frame 6');
     assert.match(result.notices[0].description, /2 shapes from an earlier run on these frames replaced/);
+});
+
+test('backward from a corrected frame: the frames before it are replaced, those after it untouched', async () => {
+    setScenario({});
+    // continues on the job of the previous tests: polygons on 0-4 and 6-8, the corrected one on 3
+    const states = await page.evaluate(() => window.sam2.states(7));
+    const polygon = states.find((state) => state.shapeType === 'polygon');
+    const corrected = shifted(POLYGON, 60);
+    await page.evaluate((id, points) => window.sam2.move(7, id, points), polygon.clientID, corrected);
+    const before = byFrame(shapesOf(await page.evaluate(() => window.sam2.job.annotations.export()), 'polygon'));
+
+    const result = await page.evaluate((id) => window.sam2.run({ frame: 7, target: 2, clientIDs: [id] }), polygon.clientID);
+    assert.equal(result.error, null);
+    // one call per frame, backward, the deleted frame skipped
+    assert.deepEqual(fake.calls.map((body) => [body.type, body.frame]), [
+        ['init_tracking', 7], ['track', 6], ['track', 4], ['track', 3], ['track', 2],
+    ]);
+    const polygons = shapesOf(result.collection, 'polygon');
+    assert.deepEqual(polygons.map((shape) => shape.frame), [0, 1, 2, 3, 4, 6, 7, 8]); // one per frame
+    const at = byFrame(polygons);
+    for (const frame of [2, 3, 4, 6]) assert.deepEqual(at[frame].points, shifted(corrected, 5 * (frame - 7)));
+    for (const frame of [0, 1, 8]) assert.deepEqual(at[frame].points, before[frame].points);
+    assert.equal(result.notices[0].title, 'Tracked 1 object back to frame 2');
+    assert.match(result.notices[0].description, /^Frames 6–2: 4 frames tracked\. 4 shapes from an earlier run/);
+});
+
+test('objects that leave the frame end after N frames absent, and the run ends with the last', async () => {
+    setScenario({ exitAt: 640 }); // the fake's frames are 640 wide
+    const [polygonID, maskID] = await page.evaluate(() => window.sam2.newJob());
+    // the polygon from x 600 leaves on frame 8, the mask from x 620 on frame 4 (5 px per frame)
+    await page.evaluate((id, points) => window.sam2.move(0, id, points), polygonID, shifted(POLYGON, 500));
+    await page.evaluate((id, points) => window.sam2.move(0, id, points), maskID, maskAt(420));
+    const result = await page.evaluate(() => window.sam2.run({
+        frame: 0, target: 19, convert: true, stopAfter: 2,
+    }));
+    assert.equal(result.error, null);
+    assert.deepEqual(fake.calls.map((body) => [body.frame, (body.shapes ?? body.states).length]), [
+        [0, 2], [1, 2], [2, 2], [3, 2], [4, 2], [6, 2], [7, 1], [8, 1], [9, 1],
+    ]);
+    const [track] = result.collection.tracks;
+    assert.deepEqual(track.shapes.map((shape) => [shape.frame, shape.outside]), [
+        [0, false], [1, false], [2, false], [3, false], [4, false], [6, false], [7, false], [8, true], [9, true],
+    ]);
+    assert.deepEqual(shapesOf(result.collection, 'mask').map((shape) => shape.frame), [0, 1, 2, 3]);
+    const [notice] = result.notices;
+    assert.equal(notice.title, 'Tracked 2 objects to frame 9');
+    assert.match(notice.description, /Object 2 \("car" mask\) ended on frame 6 \(absent on frames 4–6\)\./);
+    assert.match(notice.description, /Object 1 \("car" polygon\) ended on frame 9 \(absent on frames 8–9\)\./);
+    assert.match(notice.description, /Every object had ended, so the run stopped after 8 frames of 18\./);
 });
 
 test('conversion: the polygon becomes a track with the tracked frames as keyframes, the mask stays', async () => {
@@ -285,10 +336,13 @@ test('413 at the start changes nothing and says to track fewer objects', async (
     assert.match(result.notices[0].description, /Track fewer objects at once/);
 });
 
-test('a target frame that is not after the current one is refused with a sentence', async () => {
+test('the current frame as the target, or a stop count that is no number, is refused with a sentence', async () => {
     setScenario({});
     await page.evaluate(() => window.sam2.newJob());
-    const result = await page.evaluate(() => window.sam2.run({ frame: 10, target: 8 }));
-    assert.equal(result.error, 'Target frame 8 is not after the current frame 10: set it to a frame from 11 to 19.');
+    const result = await page.evaluate(() => window.sam2.run({ frame: 10, target: 10 }));
+    assert.equal(result.error, 'Target frame 10 is the current frame: set it to a frame from 0 to 19 other than 10 ' +
+        '(after it tracks forward, before it backward).');
+    const stop = await page.evaluate(() => window.sam2.run({ frame: 0, target: 5, stopAfter: -2 }));
+    assert.match(stop.error, /^"Stop an object after N frames absent" is -2: set it to a whole number from 0 \(never\) to 1000\.$/);
     assert.equal(fake.calls.length, 0);
 });

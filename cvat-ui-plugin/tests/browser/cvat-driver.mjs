@@ -9,7 +9,7 @@
 //   await hoverObject(session.page, objects.find((o) => o.type === 'POLYGON SHAPE'));
 //   await openActionsForHovered(session.page);          // Ctrl+E
 //   await chooseAction(session.page);
-//   await setParameters(session.page, { targetFrame: 9, convertToTracks: true });
+//   await setParameters(session.page, { targetFrame: 9, convertToTracks: true, stopAfterAbsent: 3 });
 //   await runAction(session.page);
 //   const done = await waitForFinish(session.page);     // { notices: [...] }
 //   await saveAnnotations(session.page);
@@ -27,6 +27,7 @@ export const ACTION_NAME = 'Segment Anything 2: Tracker';
 export const NOTICE_CLASS = 'cvat-sam2-tracker-notice';
 const TARGET_FRAME = 'Target frame';
 const CONVERT = 'Convert polygon shapes to tracks';
+const STOP_AFTER = 'Stop an object after N frames absent';
 
 // Flags that work here as root without a display or GPU.
 export const CHROMIUM_FLAGS = [
@@ -251,7 +252,12 @@ export async function readParameters(page) {
         'button.ant-switch',
         (button) => button.classList.contains('ant-switch-checked'),
     );
-    return { targetFrame: target === '' ? null : Number(target), convertToTracks: convert };
+    const stopAfter = await (await parameterRow(page, STOP_AFTER)).$eval('input', (input) => input.value);
+    return {
+        targetFrame: target === '' ? null : Number(target),
+        convertToTracks: convert,
+        stopAfterAbsent: stopAfter === '' ? null : Number(stopAfter),
+    };
 }
 
 // Types a whole value into an input at once, as React sees a paste: antd's InputNumber clamps every
@@ -267,11 +273,14 @@ async function fillInput(page, input, value) {
 }
 
 // Sets the parameters in the dialog and answers them as the dialog now shows them. The dialog keeps the
-// target frame within its range (after the current frame, up to the job's last): a value outside it comes
-// back changed, which the caller can check.
-export async function setParameters(page, { targetFrame, convertToTracks } = {}) {
+// target frame within its range (the job's frames): a value outside it comes back changed, which the caller
+// can check.
+export async function setParameters(page, { targetFrame, convertToTracks, stopAfterAbsent } = {}) {
     if (targetFrame !== undefined) {
         await fillInput(page, await (await parameterRow(page, TARGET_FRAME)).$('input'), targetFrame);
+    }
+    if (stopAfterAbsent !== undefined) {
+        await fillInput(page, await (await parameterRow(page, STOP_AFTER)).$('input'), stopAfterAbsent);
     }
     if (convertToTracks !== undefined) {
         const button = await (await parameterRow(page, CONVERT)).$('button.ant-switch');

@@ -1,6 +1,6 @@
 // The few CVAT API answers cvat-core needs to run the action on a job in the built UI, without CVAT: the
 // job's annotations and frame meta, the functions list, and a tracker behind /api/lambda/functions/<id>
-// that moves every object 5 px right per frame. Errors come back as CVAT's lambda view sends them: the
+// that moves every object 5 px right per frame (either way: by the distance from its start frame). Errors come back as CVAT's lambda view sends them: the
 // status, and str(HTTPError) as a JSON string.
 
 export const JOB = {
@@ -93,7 +93,13 @@ function moved(shape, dx) {
     return { type: 'mask', points };
 }
 
-// scenario: { functions, failAt: { frame, status, text }, absent: { [frame]: [objectIndex] }, delayMs }
+// The leftmost x of a polygon or of a mask's box
+function leftEdge(shape) {
+    return shape.type === 'polygon' ? Math.min(...shape.points.filter((_, i) => i % 2 === 0)) : shape.points.at(-4);
+}
+
+// scenario: { functions, failAt: { frame, status, text }, absent: { [frame]: [objectIndex] }, delayMs,
+// exitAt: x (an object whose left edge has moved past x has left the frame: absent) }
 export function fakeCvatApi(scenario) {
     const calls = [];
     const api = async (request, body, url) => {
@@ -122,8 +128,11 @@ export function fakeCvatApi(scenario) {
             return {
                 status: 200,
                 body: {
-                    shapes: states.map((state, i) => (absent.includes(i) ?
-                        null : moved(state.shape, 5 * (body.frame - state.frame)))),
+                    shapes: states.map((state, i) => {
+                        const shape = moved(state.shape, 5 * (body.frame - state.frame));
+                        const gone = scenario.exitAt !== undefined && leftEdge(shape) >= scenario.exitAt;
+                        return absent.includes(i) || gone ? null : shape;
+                    }),
                     states: states.map((state) => JSON.stringify(state)),
                 },
             };

@@ -6,7 +6,7 @@
 // Parameters: base (CVAT's URL), username, password, taskId, jobId, frame (where the run starts),
 // probe (object types, e.g. ["RECTANGLE SHAPE"]: the actions Ctrl+E lists for each, before the run),
 // select ({"type": "POLYGON SHAPE"}: that object, from its item and Ctrl+E; "all": Menu → Run actions),
-// targetFrame, convertToTracks, cancelAtPercent (press Cancel once the progress reaches it), save (Ctrl+S
+// targetFrame, convertToTracks, stopAfterAbsent, cancelAtPercent (press Cancel once the progress reaches it), save (Ctrl+S
 // after the run, default true), screenshot (a PNG path: the view at `screenshotFrame` after the run),
 // errorScreenshot (a PNG path for the view when a step fails), finishTimeoutMs (default 600000).
 // Result: probed (type → listed actions), listedActions, parameters (as the dialog shows them), progress (every distinct message seen,
@@ -64,6 +64,7 @@ async function main() {
         const parameters = await driver.setParameters(page, {
             targetFrame: args.targetFrame,
             convertToTracks: args.convertToTracks,
+            stopAfterAbsent: args.stopAfterAbsent,
         });
 
         const started = Date.now();

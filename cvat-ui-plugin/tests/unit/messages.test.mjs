@@ -13,7 +13,9 @@ test('progress says the frame of the plan and the percent', () => {
     assert.equal(progressText({ done: 40, total: 40, frame: null }, 2, 45).percent, 100);
 });
 
-const result = (trackedFrames, stop) => ({ trackedFrames, answers: new Map(), stop });
+const result = (trackedFrames, stop, ended = []) => ({
+    trackedFrames, answers: new Map(), ended, stop,
+});
 
 test('a finished run', () => {
     const outcome = outcomeOf({
@@ -54,4 +56,38 @@ test('a failed run says why, what was kept and what to do', () => {
     });
     assert.match(atStart.description, /No frame was tracked, nothing changed\./);
     assert.match(atStart.description, /from frame 10/);
+});
+
+test('a backward run says so, and its ranges run backward', () => {
+    const finished = outcomeOf({
+        objects: 1, startFrame: 10, planned: 3, result: result([9, 8, 7], null), replaced: 0, notes: [],
+    });
+    assert.equal(finished.title, 'Tracked 1 object back to frame 7');
+    assert.equal(finished.description, 'Frames 9–7: 3 frames tracked.');
+    const cancelled = outcomeOf({
+        objects: 1, startFrame: 10, planned: 10, result: result([9, 8], { kind: 'cancelled', frame: 7 }),
+        replaced: 0, notes: [],
+    });
+    assert.equal(cancelled.description,
+        'Frames 9–8 (2 of 10) were tracked and kept. To go on, run the action again from frame 8.');
+});
+
+test('objects that ended are named with where, and a run that ended early says why', () => {
+    const ended = [{ object: 1, absentFrom: 14, frame: 16 }, { object: 0, absentFrom: 15, frame: 17 }];
+    const names = ['"car" polygon', '"person" mask'];
+    const all = outcomeOf({
+        objects: 2, startFrame: 10, planned: 40, result: result([11, 12, 13, 14, 15, 16, 17], null, ended),
+        replaced: 0, notes: [], objectNames: names,
+    });
+    assert.equal(all.level, 'success');
+    assert.equal(all.title, 'Tracked 2 objects to frame 17');
+    assert.equal(all.description, 'Frames 11–17: 7 frames tracked. ' +
+        'Object 2 ("person" mask) ended on frame 16 (absent on frames 14–16). ' +
+        'Object 1 ("car" polygon) ended on frame 17 (absent on frames 15–17). ' +
+        'Every object had ended, so the run stopped after 7 frames of 40.');
+    const one = outcomeOf({
+        objects: 2, startFrame: 10, planned: 3, result: result([9, 8, 7], null, [{ object: 0, absentFrom: 8, frame: 8 }]),
+        replaced: 0, notes: [],
+    });
+    assert.equal(one.description, 'Frames 9–7: 3 frames tracked. Object 1 ended on frame 8 (absent on frame 8).');
 });

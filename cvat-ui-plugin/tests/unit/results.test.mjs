@@ -177,3 +177,75 @@ test('several objects: each gets its own answers and lineage', () => {
     assert.deepEqual(made.map((shape) => shape.type), ['polygon', 'mask']);
     assert.notEqual(lineageOf(made[0].score), lineageOf(made[1].score));
 });
+
+const keyframe = (frame, fields = {}) => ({
+    id: 500 + frame, frame, type: 'polygon', points: square(frame), occluded: false, outside: false,
+    rotation: 0, z_order: 1, attributes: [], ...fields,
+});
+
+test('backward: shapes on the frames before the start, replacing only that side\'s earlier results', () => {
+    const lineage = 12;
+    const seed = polygon({ score: scoreOf(lineage) });
+    const before = [7, 8, 9].map((frame) => polygon({ clientID: 20 + frame, frame, score: scoreOf(lineage) }));
+    const after = [11, 12].map((frame) => polygon({ clientID: 20 + frame, frame, score: scoreOf(lineage) }));
+    const answers = new Map([[9, [square(9)]], [8, [null]], [7, [square(7)]]]);
+    const changes = buildChanges(input([shapeSeed(seed)], answers, { allShapes: [seed, ...before, ...after] }));
+    assert.deepEqual(changes.deleted.shapes.map((shape) => shape.frame).sort(), [7, 8, 9]);
+    assert.deepEqual(changes.created.shapes.map((shape) => shape.frame), [9, 7]);
+    assert.equal(changes.replaced, 3);
+});
+
+test('backward conversion: the track begins on the target side and keeps its start frame\'s keyframe', () => {
+    const seed = polygon({});
+    const answers = new Map([[9, [square(9)]], [8, [null]], [7, [square(7)]]]);
+    const changes = buildChanges(input([shapeSeed(seed)], answers, { convertPolygons: true }));
+    const [track] = changes.created.tracks;
+    assert.equal(track.frame, 7);
+    assert.deepEqual(track.shapes.map((s) => [s.frame, s.outside, s.points]), [
+        [7, false, square(7)], [8, true, square(9)], [9, false, square(9)], [10, false, square(10)],
+    ]);
+});
+
+test('a track tracked backward from its first keyframe grows before it: one track, both sides', () => {
+    // what a forward run with conversion made from frame 10
+    const track = {
+        clientID: 7, id: 70, label_id: 5, group: 0, frame: 10, source: 'semi-auto', attributes: [], elements: [],
+        shapes: [keyframe(10), keyframe(11), keyframe(12)],
+    };
+    const seed = {
+        kind: 'track', track, type: 'polygon', points: square(10), occluded: false, zOrder: 1, attributes: [],
+    };
+    const answers = new Map([[9, [square(9.5)]], [8, [square(8.5)]]]);
+    const [made] = buildChanges(input([seed], answers)).created.tracks;
+    assert.equal(made.id, 70);
+    assert.equal(made.frame, 8);
+    assert.deepEqual(made.shapes.map((s) => [s.frame, s.points]), [
+        [8, square(8.5)], [9, square(9.5)], [10, square(10)], [11, square(11)], [12, square(12)],
+    ]);
+});
+
+test('an object that ended is changed up to its end frame only', () => {
+    const lineage = 33;
+    const a = polygon({ clientID: 1, score: scoreOf(lineage) });
+    const b = polygon({ clientID: 2, type: 'mask', points: [0, 1, 0, 0, 0, 0] });
+    // an earlier run's shape of `a` on frame 14, after the frame where it ends now: left as it was
+    const earlier = [12, 14].map((frame) => polygon({ clientID: 40 + frame, frame, score: scoreOf(lineage) }));
+    const answers = new Map([
+        [11, [square(11), [1, 0, 0, 0, 0]]], [12, [null, [1, 0, 0, 0, 0]]], [13, [null, null]], [14, [null, [2, 0, 0, 0, 0]]],
+    ]);
+    const changes = buildChanges(input([shapeSeed(a), shapeSeed(b)], answers, {
+        ended: new Map([[0, 13]]), allShapes: [a, b, ...earlier],
+    }));
+    assert.deepEqual(changes.deleted.shapes.filter((shape) => shape.clientID >= 40).map((shape) => shape.frame), [12]);
+    const frames = (type) => changes.created.shapes.filter((s) => s.type === type && s.frame !== 10).map((s) => s.frame);
+    assert.deepEqual(frames('polygon'), [11]);
+    assert.deepEqual(frames('mask'), [11, 12, 14]);
+
+    // converted: outside keyframes up to where it ended, none after
+    const converted = buildChanges(input([shapeSeed(polygon({}))], new Map([
+        [11, [square(11)]], [12, [null]], [13, [null]], [14, [null]],
+    ]), { convertPolygons: true, ended: new Map([[0, 13]]) }));
+    assert.deepEqual(converted.created.tracks[0].shapes.map((s) => [s.frame, s.outside]), [
+        [10, false], [11, false], [12, true], [13, true],
+    ]);
+});

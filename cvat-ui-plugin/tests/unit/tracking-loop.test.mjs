@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { runTracking } from './.build/core/tracking-loop.mjs';
+import { checkStopAfter, runTracking } from './.build/core/tracking-loop.mjs';
 
 const square = (x) => [x, 0, x + 4, 0, x + 4, 4, x, 4];
 
@@ -111,4 +111,58 @@ test('cancelled before the start calls nothing', async () => {
     const result = await runTracking(base(call, { cancelled: () => true }));
     assert.deepEqual(result.stop, { kind: 'cancelled', frame: 10 });
     assert.equal(bodies.length, 0);
+});
+
+test('backward: the frames in the plan\'s order, one call each', async () => {
+    const { bodies, call } = fakeTracker();
+    const result = await runTracking(base(call, { plan: [9, 8, 6] }));
+    assert.deepEqual(result.trackedFrames, [9, 8, 6]);
+    assert.deepEqual(bodies.map((b) => [b.type, b.frame]), [['init_tracking', 10], ['track', 9], ['track', 8], ['track', 6]]);
+    assert.deepEqual(bodies[3].states, ['state-0@8', 'state-1@8']);
+});
+
+test('an object absent N frames in a row ends: it is no longer sent, the others go on', async () => {
+    // object 1 is absent on 12 and 13 (ends there with N = 2); object 0 is absent on 12 only
+    const { bodies, call } = fakeTracker({ absentAt: { 12: [0, 1], 13: [1] } });
+    const progress = [];
+    const result = await runTracking(base(call, {
+        plan: [11, 12, 13, 14, 15], stopAfterAbsent: 2, onProgress: (p) => progress.push(p),
+    }));
+    assert.equal(result.stop, null);
+    assert.deepEqual(result.trackedFrames, [11, 12, 13, 14, 15]);
+    assert.deepEqual(result.ended, [{ object: 1, absentFrom: 12, frame: 13 }]);
+    assert.deepEqual(bodies.slice(1).map((b) => b.states.length), [2, 2, 2, 1, 1]);
+    // after it ended only object 0's state goes, and its answers are spread back to its index
+    assert.deepEqual(bodies[4].states, ['state-0@13']);
+    assert.deepEqual(result.answers.get(14), [square(14), null]);
+    assert.deepEqual(result.answers.get(12), [null, null]);
+    assert.deepEqual(progress.at(-1), { done: 5, total: 5, frame: null });
+});
+
+test('the run ends early once every object has ended', async () => {
+    const { bodies, call } = fakeTracker({ absentAt: { 12: [1], 13: [0, 1], 14: [0] } });
+    const progress = [];
+    const result = await runTracking(base(call, {
+        plan: [11, 12, 13, 14, 15, 16], stopAfterAbsent: 2, onProgress: (p) => progress.push(p),
+    }));
+    assert.equal(result.stop, null);
+    assert.deepEqual(result.trackedFrames, [11, 12, 13, 14]);
+    assert.deepEqual(result.ended, [{ object: 1, absentFrom: 12, frame: 13 }, { object: 0, absentFrom: 13, frame: 14 }]);
+    assert.equal(bodies.length, 5);
+    assert.deepEqual(progress.at(-1), { done: 4, total: 4, frame: null });
+    // 0: never ends
+    const never = fakeTracker({ absentAt: { 12: [0, 1], 13: [0, 1], 14: [0, 1] } });
+    const all = await runTracking(base(never.call, { plan: [11, 12, 13, 14, 15], stopAfterAbsent: 0 }));
+    assert.deepEqual(all.ended, []);
+    assert.equal(all.trackedFrames.length, 5);
+});
+
+test('the stop parameter is a whole number from 0, left out is 0', () => {
+    assert.equal(checkStopAfter('5', 'Stop'), 5);
+    assert.equal(checkStopAfter(0, 'Stop'), 0);
+    assert.equal(checkStopAfter(undefined, 'Stop'), 0);
+    assert.equal(checkStopAfter(NaN, 'Stop'), 0);
+    for (const wrong of [-1, 2.5, 'many', 100000]) {
+        assert.throws(() => checkStopAfter(wrong, 'Stop'), /^Error: "Stop" is .*: set it to a whole number from 0 \(never\) to 1000\.$/);
+    }
 });

@@ -1,7 +1,7 @@
 // What the user reads: the progress line in CVAT's action dialog and the notice after a run.
 
 import { describeFailure } from './failures';
-import { Progress, TrackingResult } from './tracking-loop';
+import { ObjectEnd, Progress, TrackingResult } from './tracking-loop';
 
 export interface ProgressText {
     message: string;
@@ -36,6 +36,30 @@ export interface OutcomeInput {
     result: TrackingResult;
     replaced: number; // earlier results replaced
     notes: readonly string[]; // e.g. objects the function cannot track
+    objectNames?: readonly string[]; // per object, for the sentences about objects that ended
+}
+
+function capitalised(text: string): string {
+    return text.charAt(0).toUpperCase() + text.slice(1);
+}
+
+function span(first: number, last: number): string {
+    return first === last ? `frame ${first}` : `frames ${first}–${last}`;
+}
+
+// "Object 2 ("car" polygon) ended on frame 30 (absent on frames 26–30)."
+function endedSentences(input: OutcomeInput): string[] {
+    const { result, planned } = input;
+    const names = input.objectNames ?? [];
+    const sentences = result.ended.map(({ object, absentFrom, frame }: ObjectEnd) => {
+        const name = names[object] ? ` (${names[object]})` : '';
+        return `Object ${object + 1}${name} ended on frame ${frame} (absent on ${span(absentFrom, frame)}).`;
+    });
+    const tracked = result.trackedFrames.length;
+    if (result.stop === null && result.ended.length === input.objects && tracked < planned) {
+        sentences.push(`Every object had ended, so the run stopped after ${plural(tracked, 'frame')} of ${planned}.`);
+    }
+    return sentences;
 }
 
 function keptSentence(result: TrackingResult, planned: number): string {
@@ -43,12 +67,8 @@ function keptSentence(result: TrackingResult, planned: number): string {
     if (!tracked.length) return 'No frame was tracked, nothing changed.';
     const first = tracked[0];
     const last = tracked[tracked.length - 1];
-    const range = first === last ? `Frame ${first}` : `Frames ${first}–${last}`;
+    const range = capitalised(span(first, last));
     return `${range} (${tracked.length} of ${planned}) ${tracked.length === 1 ? 'was' : 'were'} tracked and kept.`;
-}
-
-function capitalised(text: string): string {
-    return text.charAt(0).toUpperCase() + text.slice(1);
 }
 
 export function outcomeOf(input: OutcomeInput): Outcome {
@@ -58,16 +78,20 @@ export function outcomeOf(input: OutcomeInput): Outcome {
     const { trackedFrames: tracked, stop } = result;
     const resumeFrame = tracked.length ? tracked[tracked.length - 1] : startFrame;
     const extra = [
+        ...endedSentences(input),
         ...(replaced ? [`${plural(replaced, 'shape')} from an earlier run on these frames replaced.`] : []),
         ...notes,
     ];
     if (stop === null) {
         const last = tracked[tracked.length - 1];
+        const back = last < startFrame ? 'back ' : '';
         return {
             level: 'success',
-            title: `Tracked ${plural(objects, 'object')} to frame ${last}`,
-            description: [`Frames ${tracked[0]}–${last}: ${plural(tracked.length, 'frame')} tracked.`, ...extra]
-                .join(' '),
+            title: `Tracked ${plural(objects, 'object')} ${back}to frame ${last}`,
+            description: [
+                `${capitalised(span(tracked[0], last))}: ${plural(tracked.length, 'frame')} tracked.`,
+                ...extra,
+            ].join(' '),
         };
     }
     if (stop.kind === 'cancelled') {

@@ -1,11 +1,14 @@
 // What a run changes in the job, as the `created` and `deleted` collections cvat-core commits (one undo
-// step). Only frames the tracker answered are touched, so a run stopped midway keeps what it tracked.
+// step). Only frames the tracker answered are touched, so a run stopped midway keeps what it tracked, and a
+// backward run the frames before its start. An object that ended (absent N frames in a row) is touched up to
+// the frame it ended on.
 //
 // - A shape keeps its type: each tracked frame where the object is present gets a new shape with the
 //   seed's label, attributes, group, z-order and occlusion, marked with the seed's lineage (lineage.ts);
 //   the lineage's earlier shapes on those frames are deleted. An unmarked seed is replaced by a marked copy.
 // - A polygon shape with "Convert polygon shapes to tracks" becomes a track: a keyframe on the start frame
-//   (the shape), one per tracked frame; the shape and its lineage's shapes on the tracked frames go.
+//   (the shape), one per tracked frame, on either side of it; the shape and its lineage's shapes on the
+//   tracked frames go.
 // - A polygon track gets a keyframe on every tracked frame, replacing any there, `outside` where the
 //   tracker says the object is absent, and one on the start frame when its shape there was interpolated.
 
@@ -24,8 +27,9 @@ const KEEP_SOURCES = new Set(['consensus', 'gt']);
 
 export interface ChangeInput {
     seeds: readonly Seed[];
-    trackedFrames: readonly number[]; // in order
+    trackedFrames: readonly number[]; // in the order tracked (descending when backward)
     answers: ReadonlyMap<number, readonly FrameAnswer[]>; // per tracked frame, per seed
+    ended?: ReadonlyMap<number, number>; // seed index -> the last frame it was tracked on
     startFrame: number;
     convertPolygons: boolean;
     allShapes: readonly ShapeRecord[]; // every shape of the job, to find earlier results
@@ -62,6 +66,17 @@ function withoutIds(shape: ShapeRecord): ShapeRecord {
     };
 }
 
+// The frames tracked for one seed, in the order tracked: all of them, or those up to where it ended.
+export function seedFrames(input: ChangeInput, seedIndex: number): readonly number[] {
+    const end = input.ended?.get(seedIndex);
+    if (end === undefined) return input.trackedFrames;
+    return input.trackedFrames.slice(0, input.trackedFrames.indexOf(end) + 1);
+}
+
+function firstFrame(shapes: readonly TrackShapeRecord[]): number {
+    return Math.min(...shapes.map((shape) => shape.frame));
+}
+
 // Keyframes for the tracked frames: the answer's polygon, or `outside` with the last known polygon.
 function trackedKeyframes(
     input: ChangeInput,
@@ -69,7 +84,7 @@ function trackedKeyframes(
     base: { points: number[]; occluded: boolean; zOrder: number },
 ): TrackShapeRecord[] {
     let last = base.points;
-    return input.trackedFrames.map((frame) => {
+    return seedFrames(input, seedIndex).map((frame) => {
         const points = input.answers.get(frame)?.[seedIndex] ?? null;
         if (points) last = points;
         return {
@@ -115,10 +130,12 @@ function changeTrack(input: ChangeInput, seed: TrackSeed, index: number, changes
         changes.keyframesMade++;
     }
     const { clientID, ...rest } = track;
+    const shapes = [...keyframes.values()].sort((a, b) => a.frame - b.frame);
     changes.created.tracks.push({
         ...rest,
+        frame: firstFrame(shapes), // a backward run may start the track earlier
         source: trackSource(track.source),
-        shapes: [...keyframes.values()].sort((a, b) => a.frame - b.frame),
+        shapes,
     });
     changes.deleted.tracks.push(track);
 }
@@ -142,16 +159,17 @@ function convertShape(
         z_order: shape.z_order,
         attributes: attributes.shape,
     };
+    const shapes = [start, ...trackedKeyframes(input, index, {
+        points: seed.points, occluded: shape.occluded, zOrder: shape.z_order,
+    })].sort((a, b) => a.frame - b.frame);
     const track: TrackRecord = {
         label_id: shape.label_id,
         group: shape.group,
-        frame: input.startFrame,
+        frame: firstFrame(shapes),
         source: trackSource(shape.source),
         attributes: attributes.track,
         elements: [],
-        shapes: [start, ...trackedKeyframes(input, index, {
-            points: seed.points, occluded: shape.occluded, zOrder: shape.z_order,
-        })],
+        shapes,
     };
     changes.keyframesMade += track.shapes.length - 1;
     changes.created.tracks.push(track);
@@ -173,7 +191,7 @@ function trackShape(
         changes.created.shapes.push({ ...withoutIds(shape), score });
         changes.deleted.shapes.push(shape);
     }
-    for (const frame of input.trackedFrames) {
+    for (const frame of seedFrames(input, index)) {
         const points = input.answers.get(frame)?.[index] ?? null;
         if (points === null) continue;
         changes.created.shapes.push({
@@ -201,7 +219,6 @@ export function buildChanges(input: ChangeInput): Changes {
     if (!input.trackedFrames.length) {
         return changes;
     }
-    const covered = new Set(input.trackedFrames);
     const used = usedLineages(input.allShapes);
     const gone = new Set<number | undefined>(); // clientIDs already deleted (an earlier result of two seeds)
 
@@ -211,6 +228,7 @@ export function buildChanges(input: ChangeInput): Changes {
             return;
         }
         const lineage = seedLineage(seed.shape, input.allShapes, used, input.random);
+        const covered = new Set(seedFrames(input, index));
         const replaced = lineage.inherited ?
             earlierResults(input.allShapes, seed.shape, lineage.lineage, covered)
                 .filter((shape) => !gone.has(shape.clientID)) :

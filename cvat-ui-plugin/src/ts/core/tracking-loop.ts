@@ -1,5 +1,7 @@
 // The run itself: one tracker call per frame for all objects, stopping at a cancel or a failure with every
 // frame answered so far kept. The call is injected, so this runs the same against CVAT and in the tests.
+// With `stopAfterAbsent` N > 0 an object the tracker calls absent on N frames in a row ends there: it is not
+// sent any more, and the run ends early once every object has ended.
 
 import { FrameAnswer, TrackableType } from './records';
 import {
@@ -16,10 +18,18 @@ export type Stop =
     | { kind: 'cancelled'; frame: number }
     | { kind: 'failed'; frame: number; error: unknown };
 
+// An object that ended: absent from `absentFrom` to `frame`, the last frame it was tracked on.
+export interface ObjectEnd {
+    object: number; // its index in the run's shapes
+    absentFrom: number;
+    frame: number;
+}
+
 export interface TrackingResult {
     trackedFrames: number[]; // in the order tracked
-    answers: Map<number, FrameAnswer[]>; // per tracked frame, per object
-    stop: Stop | null; // null: every planned frame was tracked
+    answers: Map<number, FrameAnswer[]>; // per tracked frame, per object (null: absent, or ended before)
+    ended: ObjectEnd[]; // in the order they ended
+    stop: Stop | null; // null: every planned frame was tracked, or every object ended
 }
 
 export interface TrackingRun {
@@ -30,7 +40,25 @@ export interface TrackingRun {
     call: (body: TrackerBody) => Promise<unknown>;
     cancelled: () => boolean;
     onProgress: (progress: Progress) => void;
+    stopAfterAbsent?: number; // 0 or absent: never
     cancelPollMs?: number;
+}
+
+export const MAX_STOP_AFTER = 1000;
+
+// The "stop after N frames absent" parameter as a number: 0 (never) when left out, as a script calling
+// cvat-core may do; an Error naming the parameter for anything but a whole number from 0 to MAX_STOP_AFTER.
+export function checkStopAfter(value: unknown, name: string): number {
+    const text = typeof value === 'string' ? value.trim() : value;
+    if (text === undefined || text === null || text === '' || (typeof text === 'number' && Number.isNaN(text))) {
+        return 0;
+    }
+    const number = Number(text);
+    if (!Number.isInteger(number) || number < 0 || number > MAX_STOP_AFTER) {
+        throw new Error(`"${name}" is ${JSON.stringify(value)}: set it to a whole number from 0 (never) ` +
+            `to ${MAX_STOP_AFTER}.`);
+    }
+    return number;
 }
 
 const CANCELLED = Symbol('cancelled');
@@ -56,13 +84,54 @@ async function unlessCancelled<T>(
     }
 }
 
+// Which objects are still sent, with their states, and how long each has been absent.
+class ActiveObjects {
+    readonly indices: number[];
+    states: unknown[];
+    readonly #absent: number[];
+
+    constructor(count: number, states: unknown[]) {
+        this.indices = Array.from({ length: count }, (_, i) => i);
+        this.states = states;
+        this.#absent = new Array(count).fill(0);
+    }
+
+    // The answer's shapes spread over all objects (null for those not sent) and the objects that end on
+    // this frame, absent since `absentFrom`: they are no longer sent.
+    take(
+        answer: { frame: number; absentFrom: number; shapes: FrameAnswer[]; states: unknown[] },
+        count: number,
+        stopAfter: number,
+    ): { all: FrameAnswer[]; ended: ObjectEnd[] } {
+        const all: FrameAnswer[] = new Array(count).fill(null);
+        const ended: ObjectEnd[] = [];
+        const keep: number[] = [];
+        const { frame, absentFrom, shapes } = answer;
+        this.indices.forEach((object, position) => {
+            all[object] = shapes[position];
+            this.#absent[object] = shapes[position] === null ? this.#absent[object] + 1 : 0;
+            if (stopAfter > 0 && this.#absent[object] >= stopAfter) {
+                ended.push({ object, absentFrom, frame });
+            } else {
+                keep.push(position);
+            }
+        });
+        this.states = keep.map((position) => answer.states[position]);
+        this.indices.splice(0, this.indices.length, ...keep.map((position) => this.indices[position]));
+        return { all, ended };
+    }
+}
+
 export async function runTracking(run: TrackingRun): Promise<TrackingResult> {
     const {
         job, startFrame, plan, shapes, call, cancelled, onProgress,
     } = run;
     const pollMs = run.cancelPollMs ?? 200;
+    const stopAfter = Math.max(0, Math.floor(run.stopAfterAbsent ?? 0));
     const types: TrackableType[] = shapes.map((shape) => shape.type);
-    const result: TrackingResult = { trackedFrames: [], answers: new Map(), stop: null };
+    const result: TrackingResult = {
+        trackedFrames: [], answers: new Map(), ended: [], stop: null,
+    };
     const total = plan.length;
 
     onProgress({ done: 0, total, frame: null });
@@ -70,18 +139,18 @@ export async function runTracking(run: TrackingRun): Promise<TrackingResult> {
         return { ...result, stop: { kind: 'cancelled', frame: startFrame } };
     }
 
-    let states: unknown[];
+    let active: ActiveObjects;
     try {
         const answer = await unlessCancelled(call(initBody(job, startFrame, shapes)), cancelled, pollMs);
         if (answer === CANCELLED) {
             return { ...result, stop: { kind: 'cancelled', frame: startFrame } };
         }
-        states = readStates(answer, shapes.length);
+        active = new ActiveObjects(shapes.length, readStates(answer, shapes.length));
     } catch (error) {
         return { ...result, stop: { kind: 'failed', frame: startFrame, error } };
     }
 
-    for (let index = 0; index < total; index++) {
+    for (let index = 0; index < total && active.indices.length; index++) {
         const frame = plan[index];
         if (cancelled()) {
             result.stop = { kind: 'cancelled', frame };
@@ -89,21 +158,24 @@ export async function runTracking(run: TrackingRun): Promise<TrackingResult> {
         }
         onProgress({ done: index, total, frame });
         try {
-            const answer = await unlessCancelled(call(trackBody(job, frame, states)), cancelled, pollMs);
+            const answer = await unlessCancelled(call(trackBody(job, frame, active.states)), cancelled, pollMs);
             if (answer === CANCELLED) {
                 result.stop = { kind: 'cancelled', frame };
                 return result;
             }
-            const read = readAnswer(answer, types);
-            result.answers.set(frame, read.shapes);
+            const read = readAnswer(answer, active.indices.map((object) => types[object]));
             result.trackedFrames.push(frame);
-            ({ states } = read);
+            const absentFrom = result.trackedFrames[Math.max(0, result.trackedFrames.length - stopAfter)];
+            const { all, ended } = active.take({ frame, absentFrom, ...read }, shapes.length, stopAfter);
+            result.answers.set(frame, all);
+            result.ended.push(...ended);
         } catch (error) {
             result.stop = { kind: 'failed', frame, error };
             return result;
         }
     }
 
-    onProgress({ done: total, total, frame: null });
+    const done = result.trackedFrames.length; // fewer than planned when every object ended
+    onProgress({ done, total: done, frame: null });
     return result;
 }
