@@ -278,6 +278,10 @@ def test_backward_then_forward_from_a_middle_frame_make_one_track(ui, owner, lon
     assert any(f"frame 5 of 5 (frame {MIDDLE - 5})" in step["message"] for step in back["progress"])
     backward_frames = list(range(MIDDLE, MIDDLE - 6, -1))
     expected_back = reference(ui, owner, job, shapes[:2], backward_frames)
+    # the drawn polygon was on the start frame only: the track is outside from the next frame on
+    (track,) = annotations(ui, owner, job).tracks
+    ends = [(shape.frame, shape.outside) for shape in track.shapes][-2:]
+    assert ends == [(MIDDLE, False), (MIDDLE + 1, True)]
     calls = len(ui.nuclio.trigger.calls)
     run_action(ui, owner, job, frame=MIDDLE, select="all", targetFrame=MIDDLE + 4, convertToTracks=True)
     assert len(ui.nuclio.trigger.calls) - calls == 5  # one call per frame for both objects

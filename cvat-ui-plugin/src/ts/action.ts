@@ -12,7 +12,7 @@ import {
     NO_TRACKER, chooseTracker, trackableTypes, unsupportedSentence,
 } from './core/function-choice';
 import {
-    JobBounds, checkTargetFrame, defaultTargetFrame, framesToward, planFrames, targetFrameRange,
+    JobBounds, checkTargetFrame, defaultTargetFrame, frameAfter, framesToward, planFrames, targetFrameRange,
 } from './core/frames';
 import { Outcome, outcomeOf, progressText } from './core/messages';
 import {
@@ -161,7 +161,8 @@ export class Sam2TrackerAction extends BaseCollectionAction {
 
         const range = framesToward(startFrame, target);
         const deleted = await deletedFrames(job, range);
-        const plan = planFrames(await job.frames.frameNumbers(), startFrame, target, (f) => deleted.has(f));
+        const jobFrames = await job.frames.frameNumbers();
+        const plan = planFrames(jobFrames, startFrame, target, (f) => deleted.has(f));
         if (!plan.length) {
             throw new Error(`Frames ${range[0]}–${target} are all deleted or outside the job: ` +
                 'choose another target frame.');
@@ -189,6 +190,7 @@ export class Sam2TrackerAction extends BaseCollectionAction {
             ended: new Map(result.ended.map(({ object, frame }) => [object, frame])),
             startFrame,
             convertPolygons: this.#convert,
+            frameAfterStart: frameAfter(jobFrames, startFrame, boundsOf(job)),
             allShapes: all.shapes,
             mutableSpecIds: new Set(job.labels.flatMap((label) => label.attributes)
                 .filter((attribute) => attribute.mutable && typeof attribute.id === 'number')

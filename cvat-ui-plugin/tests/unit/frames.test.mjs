@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import {
-    TargetFrameError, checkTargetFrame, defaultTargetFrame, directionOf, planFrames, targetFrameRange,
+    TargetFrameError, checkTargetFrame, defaultTargetFrame, directionOf, frameAfter, planFrames, targetFrameRange,
 } from './.build/core/frames.mjs';
 
 const job = { start: 0, stop: 99 };
@@ -55,4 +55,11 @@ test('the plan goes forward or backward, skips deleted frames and keeps to the j
     assert.deepEqual(planFrames([30, 5, 20, 10, 40], 35, 0, () => false), [30, 20, 10, 5]);
     assert.deepEqual(planFrames([10, 11, 12], 10, 12, () => true), []);
     assert.deepEqual(planFrames([10, 11, 12], 12, 10, () => true), []);
+});
+
+test('the frame after a frame is the job\'s next one, none after its last', () => {
+    assert.equal(frameAfter([], 10, job), 11);
+    assert.equal(frameAfter([], 99, job), null);
+    assert.equal(frameAfter([30, 5, 20, 10, 40], 10, job), 20);
+    assert.equal(frameAfter([30, 5, 20, 10, 40], 40, job), null);
 });

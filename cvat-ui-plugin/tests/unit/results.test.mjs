@@ -195,15 +195,25 @@ test('backward: shapes on the frames before the start, replacing only that side\
     assert.equal(changes.replaced, 3);
 });
 
-test('backward conversion: the track begins on the target side and keeps its start frame\'s keyframe', () => {
+test('backward conversion: the track begins on the target side and ends after the start frame', () => {
     const seed = polygon({});
     const answers = new Map([[9, [square(9)]], [8, [null]], [7, [square(7)]]]);
-    const changes = buildChanges(input([shapeSeed(seed)], answers, { convertPolygons: true }));
+    const changes = buildChanges(input([shapeSeed(seed)], answers, { convertPolygons: true, frameAfterStart: 12 }));
     const [track] = changes.created.tracks;
     assert.equal(track.frame, 7);
+    // the shape was on frame 10 only: outside from the job's next frame on, as before the run
     assert.deepEqual(track.shapes.map((s) => [s.frame, s.outside, s.points]), [
         [7, false, square(7)], [8, true, square(9)], [9, false, square(9)], [10, false, square(10)],
+        [12, true, square(10)],
     ]);
+    assert.equal(changes.keyframesMade, 3);
+    // on the job's last frame there is no frame after it; forward, the track goes on after the target as ever
+    const last = buildChanges(input([shapeSeed(seed)], answers, { convertPolygons: true, frameAfterStart: null }));
+    assert.deepEqual(last.created.tracks[0].shapes.map((s) => s.frame), [7, 8, 9, 10]);
+    const forward = buildChanges(input([shapeSeed(seed)], new Map([[11, [square(11)]]]), {
+        convertPolygons: true, frameAfterStart: 11,
+    }));
+    assert.deepEqual(forward.created.tracks[0].shapes.map((s) => [s.frame, s.outside]), [[10, false], [11, false]]);
 });
 
 test('a track tracked backward from its first keyframe grows before it: one track, both sides', () => {

@@ -82,3 +82,10 @@ export function planFrames(
     const ordered = [...new Set(inRange)].sort((a, b) => (backward ? b - a : a - b));
     return ordered.filter((frame) => !isDeleted(frame));
 }
+
+// The job's next frame after `frame`, deleted or not; null after its last.
+export function frameAfter(jobFrames: readonly number[], frame: number, bounds: JobBounds): number | null {
+    if (!jobFrames.length) return frame < bounds.stop ? frame + 1 : null;
+    const later = jobFrames.filter((candidate) => candidate > frame);
+    return later.length ? Math.min(...later) : null;
+}

@@ -8,7 +8,8 @@
 //   the lineage's earlier shapes on those frames are deleted. An unmarked seed is replaced by a marked copy.
 // - A polygon shape with "Convert polygon shapes to tracks" becomes a track: a keyframe on the start frame
 //   (the shape), one per tracked frame, on either side of it; the shape and its lineage's shapes on the
-//   tracked frames go.
+//   tracked frames go. Tracked backward, it gets an `outside` keyframe on the job's next frame after the start:
+//   the shape was on that frame only, and a track would otherwise hold it on every later frame.
 // - A polygon track gets a keyframe on every tracked frame, replacing any there, `outside` where the
 //   tracker says the object is absent, and one on the start frame when its shape there was interpolated.
 
@@ -32,6 +33,7 @@ export interface ChangeInput {
     ended?: ReadonlyMap<number, number>; // seed index -> the last frame it was tracked on
     startFrame: number;
     convertPolygons: boolean;
+    frameAfterStart?: number | null; // the job's next frame after the start frame (null: none)
     allShapes: readonly ShapeRecord[]; // every shape of the job, to find earlier results
     mutableSpecIds: ReadonlySet<number>; // attribute specs that vary per frame (track keyframe attributes)
     random?: () => number;
@@ -159,9 +161,13 @@ function convertShape(
         z_order: shape.z_order,
         attributes: attributes.shape,
     };
-    const shapes = [start, ...trackedKeyframes(input, index, {
+    const tracked = trackedKeyframes(input, index, {
         points: seed.points, occluded: shape.occluded, zOrder: shape.z_order,
-    })].sort((a, b) => a.frame - b.frame);
+    });
+    const backward = tracked.length > 0 && tracked[0].frame < input.startFrame;
+    const after = input.frameAfterStart;
+    const end = backward && after !== undefined && after !== null ? [{ ...start, frame: after, outside: true }] : [];
+    const shapes = [start, ...tracked, ...end].sort((a, b) => a.frame - b.frame);
     const track: TrackRecord = {
         label_id: shape.label_id,
         group: shape.group,
@@ -171,7 +177,7 @@ function convertShape(
         elements: [],
         shapes,
     };
-    changes.keyframesMade += track.shapes.length - 1;
+    changes.keyframesMade += tracked.length;
     changes.created.tracks.push(track);
     changes.deleted.shapes.push(shape, ...replaced);
 }
