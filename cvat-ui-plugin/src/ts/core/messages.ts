@@ -1,6 +1,7 @@
 // What the user reads: the progress line in CVAT's action dialog and the notice after a run.
 
 import { describeFailure } from './failures';
+import { directionOf } from './frames';
 import { ObjectEnd, Progress, TrackingResult } from './tracking-loop';
 
 export interface ProgressText {
@@ -84,7 +85,7 @@ export function outcomeOf(input: OutcomeInput): Outcome {
     ];
     if (stop === null) {
         const last = tracked[tracked.length - 1];
-        const back = last < startFrame ? 'back ' : '';
+        const back = directionOf(startFrame, last) === 'backward' ? 'back ' : '';
         return {
             level: 'success',
             title: `Tracked ${plural(objects, 'object')} ${back}to frame ${last}`,

@@ -17,6 +17,7 @@ import {
     AttributeValue, CollectionRecord, FrameAnswer, POLYGON, Seed, ShapeRecord, ShapeSeed, TrackRecord,
     TrackSeed, TrackShapeRecord, emptyCollection,
 } from './records';
+import { directionOf } from './frames';
 import {
     earlierResults, scoreOf, seedLineage, usedLineages,
 } from './lineage';
@@ -164,7 +165,7 @@ function convertShape(
     const tracked = trackedKeyframes(input, index, {
         points: seed.points, occluded: shape.occluded, zOrder: shape.z_order,
     });
-    const backward = tracked.length > 0 && tracked[0].frame < input.startFrame;
+    const backward = tracked.length > 0 && directionOf(input.startFrame, tracked[0].frame) === 'backward';
     const after = input.frameAfterStart;
     const end = backward && after !== undefined && after !== null ? [{ ...start, frame: after, outside: true }] : [];
     const shapes = [start, ...tracked, ...end].sort((a, b) => a.frame - b.frame);

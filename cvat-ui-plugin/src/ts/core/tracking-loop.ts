@@ -5,7 +5,7 @@
 
 import { FrameAnswer, TrackableType } from './records';
 import {
-    StartShape, TrackerBody, initBody, readAnswer, readStates, trackBody,
+    StartShape, TrackerAnswer, TrackerBody, initBody, readAnswer, readStates, trackBody,
 } from './requests';
 
 export interface Progress {
@@ -40,7 +40,7 @@ export interface TrackingRun {
     call: (body: TrackerBody) => Promise<unknown>;
     cancelled: () => boolean;
     onProgress: (progress: Progress) => void;
-    stopAfterAbsent?: number; // 0 or absent: never
+    stopAfterAbsent?: number; // 0 or absent: never (checkStopAfter reads the parameter)
     cancelPollMs?: number;
 }
 
@@ -84,33 +84,31 @@ async function unlessCancelled<T>(
     }
 }
 
-// Which objects are still sent, with their states, and how long each has been absent.
+// Which objects are still sent, with their states, and how long each has been absent. An object absent on
+// `stopAfter` (> 0) frames in a row ends: it is no longer sent.
 class ActiveObjects {
     readonly indices: number[];
     states: unknown[];
     readonly #absent: number[];
+    readonly #stopAfter: number;
 
-    constructor(count: number, states: unknown[]) {
-        this.indices = Array.from({ length: count }, (_, i) => i);
+    constructor(states: unknown[], stopAfter: number) {
+        this.indices = states.map((_, i) => i);
         this.states = states;
-        this.#absent = new Array(count).fill(0);
+        this.#absent = new Array(states.length).fill(0);
+        this.#stopAfter = stopAfter;
     }
 
     // The answer's shapes spread over all objects (null for those not sent) and the objects that end on
-    // this frame, absent since `absentFrom`: they are no longer sent.
-    take(
-        answer: { frame: number; absentFrom: number; shapes: FrameAnswer[]; states: unknown[] },
-        count: number,
-        stopAfter: number,
-    ): { all: FrameAnswer[]; ended: ObjectEnd[] } {
-        const all: FrameAnswer[] = new Array(count).fill(null);
+    // `frame`, absent since `absentFrom`.
+    take(frame: number, absentFrom: number, answer: TrackerAnswer): { all: FrameAnswer[]; ended: ObjectEnd[] } {
+        const all: FrameAnswer[] = new Array(this.#absent.length).fill(null);
         const ended: ObjectEnd[] = [];
         const keep: number[] = [];
-        const { frame, absentFrom, shapes } = answer;
         this.indices.forEach((object, position) => {
-            all[object] = shapes[position];
-            this.#absent[object] = shapes[position] === null ? this.#absent[object] + 1 : 0;
-            if (stopAfter > 0 && this.#absent[object] >= stopAfter) {
+            all[object] = answer.shapes[position];
+            this.#absent[object] = answer.shapes[position] === null ? this.#absent[object] + 1 : 0;
+            if (this.#stopAfter > 0 && this.#absent[object] >= this.#stopAfter) {
                 ended.push({ object, absentFrom, frame });
             } else {
                 keep.push(position);
@@ -127,7 +125,7 @@ export async function runTracking(run: TrackingRun): Promise<TrackingResult> {
         job, startFrame, plan, shapes, call, cancelled, onProgress,
     } = run;
     const pollMs = run.cancelPollMs ?? 200;
-    const stopAfter = Math.max(0, Math.floor(run.stopAfterAbsent ?? 0));
+    const stopAfter = run.stopAfterAbsent ?? 0;
     const types: TrackableType[] = shapes.map((shape) => shape.type);
     const result: TrackingResult = {
         trackedFrames: [], answers: new Map(), ended: [], stop: null,
@@ -145,7 +143,7 @@ export async function runTracking(run: TrackingRun): Promise<TrackingResult> {
         if (answer === CANCELLED) {
             return { ...result, stop: { kind: 'cancelled', frame: startFrame } };
         }
-        active = new ActiveObjects(shapes.length, readStates(answer, shapes.length));
+        active = new ActiveObjects(readStates(answer, shapes.length), stopAfter);
     } catch (error) {
         return { ...result, stop: { kind: 'failed', frame: startFrame, error } };
     }
@@ -166,7 +164,7 @@ export async function runTracking(run: TrackingRun): Promise<TrackingResult> {
             const read = readAnswer(answer, active.indices.map((object) => types[object]));
             result.trackedFrames.push(frame);
             const absentFrom = result.trackedFrames[Math.max(0, result.trackedFrames.length - stopAfter)];
-            const { all, ended } = active.take({ frame, absentFrom, ...read }, shapes.length, stopAfter);
+            const { all, ended } = active.take(frame, absentFrom, read);
             result.answers.set(frame, all);
             result.ended.push(...ended);
         } catch (error) {
