@@ -17,17 +17,19 @@ from __future__ import annotations
 import math
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from model_handler import Sam2Tracker
+from anchors import Placement
+from model_handler import Sam2Tracker, Start
 from shape_codecs import Box
 
 # weight of the newest call in the running averages
 SMOOTHING = 0.3
 # the calibration image: the size of a common video frame (the encoder's cost does not depend on it)
 CALIBRATION_SIZE = (480, 640)
+CALIBRATION_FRAME = 10_000  # far enough from frame 0 for every anchor to lie behind it
 
 
 @dataclass(frozen=True)
@@ -85,10 +87,14 @@ def calibrate(tracker: Sam2Tracker, budget_s: float) -> CallBudget:
     frame = tracker.encode(image)
     per_frame = time.perf_counter() - began
     height, width = CALIBRATION_SIZE
-    (started,) = tracker.start(frame, [Box(width * 0.25, height * 0.25, width * 0.75, height * 0.75)])
-    state = started.state
+    box = Box(width * 0.25, height * 0.25, width * 0.75, height * 0.75)
+    (started,) = tracker.start(frame, [Start(box, Placement(frame=CALIBRATION_FRAME))])
+    first = started.state.anchors[0]
+    # the most an object's memory holds: every anchor it may keep, and a full recent memory
+    anchors = tuple(replace(first, frame=CALIBRATION_FRAME - 100 * k) for k in range(tracker.max_anchors))
+    state = replace(started.state, anchors=anchors[::-1])
     for _ in range(max(tracker.keep_memories, tracker.keep_ptrs)):
-        state = state.advanced(state.cond_memory, state.cond_ptr)
+        state = state.advanced(first.memory, first.ptr)
     began = time.perf_counter()
     tracker.step(frame, [state])
     per_object = time.perf_counter() - began

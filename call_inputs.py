@@ -12,6 +12,7 @@ from config import Limits
 from shape_codecs import BARE_RECTANGLE, SHAPE_TYPES
 
 RERUN = "re-run the tracker from the current frame"
+DIRECTIONS = ("forward", "backward")
 
 
 class CallRefused(Exception):
@@ -30,12 +31,15 @@ def bad_input(message: str) -> CallRefused:
 
 @dataclass(frozen=True)
 class StartShape:
-    """A shape that starts an object on this frame: a CVAT shape type and its points."""
+    """A shape that starts an object on this frame (or, beside its state, corrects it here): a CVAT
+    shape type and its points, and where the client says it lies."""
 
     type: str
     points: list[Any]
     sent: Any = None  # the shape as it came, answered back on the start frame
     bare: bool = False  # CVAT's legacy bare ``[xtl, ytl, xbr, ybr]``, answered in the same form
+    frame: int | None = None  # the video's frame number, when the client sent it
+    direction: str | None = None  # one of DIRECTIONS, when the client sent it
 
     @property
     def answer_form(self) -> str:
@@ -45,7 +49,8 @@ class StartShape:
 
 @dataclass(frozen=True)
 class ObjectInput:
-    """One object of a call: continue the state `token`, or start from `shape` (exactly one of them)."""
+    """One object of a call: continue the state `token`, start from `shape`, or both: continue the
+    state corrected by the shape on this frame."""
 
     token: str | None = None
     shape: StartShape | None = None

@@ -109,6 +109,11 @@ class TrackerConfig:
     # Encoded frames kept per process for frames seen again (a re-run after a correction), in MB of
     # the model's device memory; 0 turns it off (feature_cache.py).
     feature_cache_mb: int = 512
+    # Conditioning frames (the start and the corrections) an object's memory keeps, the nearest to the
+    # frame being corrected (anchors.py). Each costs 0.5 MB of state and 4,096 memory tokens per frame
+    # at 1024 input (the 6 recent frames add 24,576): 4 keeps the start and the three nearest
+    # corrections for +40% of memory attention at most; 1 keeps only the last correction.
+    max_anchors: int = 4
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> TrackerConfig:
@@ -127,7 +132,18 @@ class TrackerConfig:
             fast_attention=_choice(env, "SAM2_FAST_ATTENTION", cls.fast_attention, ("auto", "on", "off")),
             batch_objects=_choice(env, "SAM2_BATCH_OBJECTS", cls.batch_objects, ("auto", "on", "off")),
             feature_cache_mb=_integer(env, "SAM2_FEATURE_CACHE_MB", cls.feature_cache_mb),
+            max_anchors=_anchor_cap(env),
         )
+
+
+MAX_ANCHORS_LIMIT = 16
+
+
+def _anchor_cap(env: Mapping[str, str]) -> int:
+    value = _integer(env, "SAM2_MAX_ANCHORS", TrackerConfig.max_anchors, minimum=1)
+    if value > MAX_ANCHORS_LIMIT:
+        raise ConfigError(f"SAM2_MAX_ANCHORS={value} must be at most {MAX_ANCHORS_LIMIT}")
+    return value
 
 
 @dataclass(frozen=True)

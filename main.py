@@ -127,6 +127,12 @@ def serve(app: App, body: Any, info: dict[str, Any]) -> tuple[int, dict[str, Any
 
 
 def describe_objects(request: TrackRequest) -> str:
-    """The request's objects by kind, e.g. "mask:1 polygon:2 state:3", for the log line."""
-    kinds = Counter("state" if obj.token is not None else obj.shape.answer_form for obj in request.objects)
+    """The request's objects by kind, e.g. "mask:1 polygon:2 state:3 correction:1", for the log line."""
+
+    def kind(obj) -> str:
+        if obj.token is None:
+            return obj.shape.answer_form
+        return "state" if obj.shape is None else "correction"
+
+    kinds = Counter(kind(obj) for obj in request.objects)
     return " ".join(f"{kind}:{count}" for kind, count in sorted(kinds.items()))

@@ -10,13 +10,14 @@ constants.
 
 The results equal the official `SAM2VideoPredictor` (sam2 1.1.0) run on the whole video: `start` is
 `add_new_mask` + `propagate_in_video_preflight`, each `step` is the next frame of
-`propagate_in_video`. We call the model's own building blocks (`forward_image`, `track_step`,
-`_encode_new_memory`) and rebuild, for every step, the memory bank that the predictor would hold.
+`propagate_in_video` (either way), and `correct` is `add_new_mask` on one more frame of an object
+whose memory the predictor holds (anchors.py says which memory stays). We call the model's own
+building blocks (`forward_image`, `track_step`, `_encode_new_memory`) and rebuild, for every step, the
+memory bank that the predictor would hold (memory_bank.py).
 
-Frame indices are relative to the start frame: the start frame is 0 and the k-th step is frame k,
-tracked forward. The predictor's memory selection only looks at distances from the current frame, so
-tracking backward (`propagate_in_video(reverse=True)`) gives the same results with the same states:
-nothing here depends on direction.
+Frames are the video's frame numbers when the client gives them, else counted from the start (frame
+0, forward): the predictor's memory selection only looks at distances between frames, so counted
+frames give the same results as frame numbers while an object has one anchor.
 """
 
 from __future__ import annotations
@@ -25,16 +26,18 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from anchors import Placement, PlacementError, corrected, correction_placement, start_placement
 from config import TrackerConfig
 from feature_cache import EncodedFeatures, FeatureCache, picture_key
+from frame_pixels import fill_holes, picture_size, preprocess, upscale_logits
+from memory_bank import layout, memory_bank
 from model_loading import LoadedModel, load
-from object_state import ObjectState, StateError
+from object_state import BACKWARD, Anchor, ObjectState, StateError
 from shape_codecs import Box
 from speedups.cpu_support import CpuSupport
 from speedups.frame_shared import FrameMemo, on_frame
@@ -42,8 +45,6 @@ from speedups.frame_shared import FrameMemo, on_frame
 # The predictor caps object pointers (and scales their temporal positions) by min(num_frames, 16):
 # a stream has no end, so we track as on a long video.
 LONG_VIDEO = 1 << 30
-IMAGE_MEAN = (0.485, 0.456, 0.406)
-IMAGE_STD = (0.229, 0.224, 0.225)
 
 
 Prompt = np.ndarray | Box  # what starts an object: a bool mask at the image size, or a box
@@ -51,6 +52,27 @@ Prompt = np.ndarray | Box  # what starts an object: a bool mask at the image siz
 
 class InputError(ValueError):
     """Input the tracker cannot use (e.g. a mask whose size is not the image's)."""
+
+
+@dataclass(frozen=True)
+class Start:
+    """Start an object from `prompt` on this frame, placed as `placement` says."""
+
+    prompt: Prompt
+    placement: Placement = field(default_factory=Placement)
+
+
+@dataclass(frozen=True)
+class Correction:
+    """Continue `state` with `prompt` on this frame as one more anchor (SAM2's ``add_new_mask`` on a
+    later frame of the same object), placed as `placement` says."""
+
+    state: ObjectState
+    prompt: Prompt
+    placement: Placement = field(default_factory=Placement)
+
+
+TrackInput = Prompt | Start | ObjectState | Correction
 
 
 @dataclass(frozen=True)
@@ -97,51 +119,22 @@ class Tracked:
     result: Result
 
 
-def preprocess(image: np.ndarray | Image.Image, image_size: int) -> torch.Tensor:
-    """Exactly sam2's ``load_video_frames``: PIL resize (its default filter) to a square, /255,
-    ImageNet mean/std. OpenCV's resize would differ by up to 2 grey levels."""
-    pil = image if isinstance(image, Image.Image) else Image.fromarray(image)
-    resized = np.asarray(pil.convert("RGB").resize((image_size, image_size)))
-    tensor = torch.from_numpy(resized / 255.0).permute(2, 0, 1).float()
-    mean = torch.tensor(IMAGE_MEAN, dtype=torch.float32)[:, None, None]
-    std = torch.tensor(IMAGE_STD, dtype=torch.float32)[:, None, None]
-    return ((tensor - mean) / std)[None]
-
-
-def picture_size(picture: np.ndarray | Image.Image) -> tuple[int, int]:
-    """(height, width) of an image, as a video size."""
-    if isinstance(picture, Image.Image):
-        return picture.height, picture.width
-    return int(picture.shape[0]), int(picture.shape[1])
-
-
-def fill_holes(logits: torch.Tensor, max_area: int) -> torch.Tensor:
-    """Fill background components (8-connected) of at most `max_area` pixels with a small positive
-    score, as sam2's ``fill_holes_in_mask_scores`` does with its CUDA extension."""
-    if max_area <= 0:
-        return logits
-    filled = logits.clone()
-    for index in range(logits.shape[0]):
-        background = (logits[index, 0] <= 0).to("cpu", torch.uint8).numpy()
-        count, labels, stats, _ = cv2.connectedComponentsWithStats(background, connectivity=8)
-        small = np.zeros(count, dtype=bool)
-        small[1:] = stats[1:, cv2.CC_STAT_AREA] <= max_area
-        hole = torch.from_numpy(small[labels]).to(logits.device)
-        filled[index, 0] = torch.where(hole, 0.1, logits[index, 0])
-    return filled
-
-
-def upscale_logits(low_res: torch.Tensor, video_size: tuple[int, int]) -> torch.Tensor:
-    """Low-resolution logits to the original image size, as the predictor outputs them."""
-    return F.interpolate(low_res, size=video_size, mode="bilinear", align_corners=False)
+def _operation_for(item: TrackInput) -> str:
+    if isinstance(item, ObjectState):
+        return "step"
+    return "correct" if isinstance(item, Correction) else "start"
 
 
 class Sam2Tracker:
-    """Encode a frame once, start objects from masks, advance every object by one frame."""
+    """Encode a frame once, start objects from masks or boxes, advance every object by one frame,
+    correct objects with a shape on a later frame."""
 
-    def __init__(self, loaded: LoadedModel, fill_hole_area: int = 0, feature_cache_bytes: int = 0):
+    def __init__(
+        self, loaded: LoadedModel, fill_hole_area: int = 0, feature_cache_bytes: int = 0, max_anchors: int = 4
+    ):
         """A tracker on a model that `model_loading.load` prepared; the tracker never changes it. Up to
-        `feature_cache_bytes` of encoded frames are kept for frames seen again (0: none)."""
+        `feature_cache_bytes` of encoded frames are kept for frames seen again (0: none); an object keeps
+        at most `max_anchors` conditioning frames (anchors.py)."""
         model = loaded.model
         self.feature_cache = FeatureCache(feature_cache_bytes)
         self.model = model
@@ -150,6 +143,7 @@ class Sam2Tracker:
         self.precision = loaded.preparation.precision
         self.batch_objects = loaded.preparation.batch_objects
         self.fill_hole_area = fill_hole_area
+        self.max_anchors = max_anchors
         self.device = model.device
         self.image_size: int = model.image_size
         self.keep_memories = model.num_maskmem - 1
@@ -165,7 +159,12 @@ class Sam2Tracker:
         this CPU runs of the fast paths (default: detected)."""
         cache_bytes = cfg.feature_cache_mb * 2**20
         loaded = load(cfg, device, cpu)
-        return cls(loaded, fill_hole_area=cfg.fill_hole_area, feature_cache_bytes=cache_bytes)
+        return cls(
+            loaded,
+            fill_hole_area=cfg.fill_hole_area,
+            feature_cache_bytes=cache_bytes,
+            max_anchors=cfg.max_anchors,
+        )
 
     @contextlib.contextmanager
     def _inference(self) -> Iterator[None]:
@@ -185,7 +184,7 @@ class Sam2Tracker:
         out = self.model.memory_encoder(pix_feat, masks, skip_mask_sigmoid=True)
         return [out["vision_pos_enc"][-1]]
 
-    # ---- the three operations -------------------------------------------------------------
+    # ---- the operations ----------------------------------------------------------------------
 
     def encode(self, image: np.ndarray | Image.Image) -> Frame:
         """Run the image encoder once (or take its output from the feature cache); the frame is then
@@ -221,31 +220,61 @@ class Sam2Tracker:
             cached=cached,
         )
 
-    def track(self, frame: Frame, inputs: Sequence[Prompt | ObjectState]) -> list[Tracked]:
-        """Each input onto this frame, in order: a prompt starts an object here, a state (checked
-        with `check`) continues one."""
-        starting = [i for i, item in enumerate(inputs) if not isinstance(item, ObjectState)]
-        stepping = [i for i, item in enumerate(inputs) if isinstance(item, ObjectState)]
+    def track(self, frame: Frame, inputs: Sequence[TrackInput]) -> list[Tracked]:
+        """Each input onto this frame, in order: a prompt or `Start` starts an object here, a state
+        continues one, a `Correction` continues one from a shape on this frame (states checked with
+        `check`)."""
+        operations = {"start": self.start, "step": self.step, "correct": self.correct}
+        kinds = [_operation_for(item) for item in inputs]
         results: list[Tracked | None] = [None] * len(inputs)
-        started = self.start(frame, [inputs[i] for i in starting])
-        stepped = self.step(frame, [inputs[i] for i in stepping])
-        for index, tracked in zip(starting + stepping, started + stepped, strict=True):
-            results[index] = tracked
+        for kind, operation in operations.items():
+            indices = [i for i, k in enumerate(kinds) if k == kind]
+            for index, tracked in zip(indices, operation(frame, [inputs[i] for i in indices]), strict=True):
+                results[index] = tracked
         return results
 
-    def start(self, frame: Frame, prompts: Sequence[Prompt]) -> list[Tracked]:
+    def start(self, frame: Frame, prompts: Sequence[Prompt | Start]) -> list[Tracked]:
         """Start one object per prompt on this frame: a bool mask at the image size (SAM2's
         ``add_new_mask``) or a box (``add_new_points_or_box``)."""
-        for prompt in prompts:
-            if isinstance(prompt, Box):
-                continue
-            if prompt.shape != frame.video_size:
-                raise InputError(
-                    f"mask size {prompt.shape[1]}x{prompt.shape[0]} differs from the image "
-                    f"size {frame.video_size[1]}x{frame.video_size[0]}"
-                )
+        starts = [p if isinstance(p, Start) else Start(p) for p in prompts]
+        self._check_prompts(frame, [s.prompt for s in starts])
+        tracked = []
         with self._inference():
-            return [self._start_one(frame, prompt) for prompt in prompts]
+            for start in starts:
+                at, direction, known = start_placement(start.placement)
+                anchor, result = self._anchor_on(frame, start.prompt, at)
+                state = ObjectState(
+                    anchors=(anchor,),
+                    memories=(),
+                    ptrs=(),
+                    recent_frames=(),
+                    frame=at,
+                    direction=direction,
+                    frames_known=known,
+                    step=0,
+                    max_memories=self.keep_memories,
+                    max_ptrs=self.keep_ptrs,
+                    video_size=frame.video_size,
+                    fingerprint=self.fingerprint,
+                )
+                tracked.append(Tracked(state, result))
+        return tracked
+
+    def correct(self, frame: Frame, corrections: Sequence[Correction]) -> list[Tracked]:
+        """Continue each object's state with its shape on this frame as a new anchor; the answer on
+        this frame is the shape, as for a start. States must have passed `check`."""
+        self._check_prompts(frame, [c.prompt for c in corrections])
+        tracked = []
+        with self._inference():
+            for correction in corrections:
+                try:
+                    at, direction = correction_placement(correction.state, correction.placement)
+                except PlacementError as error:
+                    raise InputError(str(error)) from None
+                anchor, result = self._anchor_on(frame, correction.prompt, at)
+                state = corrected(correction.state, anchor, direction, self.max_anchors)
+                tracked.append(Tracked(state, result))
+        return tracked
 
     def step(self, frame: Frame, states: Sequence[ObjectState]) -> list[Tracked]:
         """Track every object onto the next frame. States from outside the process must have passed
@@ -259,13 +288,13 @@ class Sam2Tracker:
         return results
 
     def _batches(self, states: Sequence[ObjectState]) -> list[list[int]]:
-        """Objects stepped in one forward: those at the same step have memory banks of the same
-        layout. One object at a time when batching is off (the official predictor's order)."""
+        """Objects stepped in one forward: those whose memory banks have the same layout. One object at
+        a time when batching is off (the official predictor's order)."""
         if not self.batch_objects:
             return [[index] for index in range(len(states))]
-        groups: dict[int, list[int]] = {}
+        groups: dict[tuple, list[int]] = {}
         for index, state in enumerate(states):
-            groups.setdefault(state.step, []).append(index)
+            groups.setdefault(layout(state), []).append(index)
         return list(groups.values())
 
     def check(self, state: ObjectState, video_size: tuple[int, int] | None = None) -> None:
@@ -281,7 +310,8 @@ class Sam2Tracker:
                 f"{state.video_size[1]}x{state.video_size[0]} image"
             )
         side = self.image_size // self.model.backbone_stride
-        if state.cond_memory.shape != (1, self.model.mem_dim, side, side) or state.cond_ptr.shape != (
+        first = state.anchors[0]  # the others have the same shapes (object_state checks)
+        if first.memory.shape != (1, self.model.mem_dim, side, side) or first.ptr.shape != (
             1,
             self.model.hidden_dim,
         ):
@@ -291,14 +321,25 @@ class Sam2Tracker:
 
     # ---- internals --------------------------------------------------------------------------
 
-    def _start_one(self, frame: Frame, prompt: Prompt) -> Tracked:
+    def _check_prompts(self, frame: Frame, prompts: Sequence[Prompt]) -> None:
+        for prompt in prompts:
+            if not isinstance(prompt, Box) and prompt.shape != frame.video_size:
+                raise InputError(
+                    f"mask size {prompt.shape[1]}x{prompt.shape[0]} differs from the image "
+                    f"size {frame.video_size[1]}x{frame.video_size[0]}"
+                )
+
+    def _anchor_on(self, frame: Frame, prompt: Prompt, at: int) -> tuple[Anchor, Result]:
+        """The anchor a prompt makes on this frame (numbered `at`), and the answer there. A prompt on a
+        frame the predictor has not tracked for the object is an initial conditioning frame: its output
+        does not depend on the memory, so a start and a correction compute it alike."""
         point_inputs, mask_inputs = None, None
         if isinstance(prompt, Box):
             point_inputs = self._box_points(prompt, frame.video_size)
         else:
             mask_inputs = self._mask_input(prompt)
         out = self.model.track_step(
-            frame_idx=0,
+            frame_idx=at,
             is_init_cond_frame=True,
             current_vision_feats=list(frame.vision_feats),
             current_vision_pos_embeds=list(frame.vision_pos),
@@ -322,20 +363,9 @@ class Sam2Tracker:
             object_score_logits=out["object_score_logits"],
             is_mask_from_pts=True,
         )
-        state = ObjectState(
-            cond_memory=memory.to(torch.bfloat16),
-            cond_ptr=out["obj_ptr"],
-            cond_score=out["object_score_logits"],
-            memories=(),
-            ptrs=(),
-            step=0,
-            max_memories=self.keep_memories,
-            max_ptrs=self.keep_ptrs,
-            video_size=frame.video_size,
-            fingerprint=self.fingerprint,
-        )
+        anchor = Anchor(at, memory.to(torch.bfloat16), out["obj_ptr"], out["object_score_logits"])
         (result,) = self._results(low_res, out["object_score_logits"], frame.video_size)
-        return Tracked(state, result)
+        return anchor, result
 
     def _mask_input(self, mask: np.ndarray) -> torch.Tensor:
         # add_new_mask: resize the mask to the model input; track_step then uses it as the output
@@ -363,19 +393,19 @@ class Sam2Tracker:
         return {"point_coords": coords.to(self.device), "point_labels": labels.to(self.device)}
 
     def _step_batch(self, frame: Frame, states: Sequence[ObjectState]) -> list[Tracked]:
-        """One track_step for objects at the same step, batched as sam2 batches objects."""
+        """One track_step for objects with the same memory layout, batched as sam2 batches objects."""
         batch = len(states)
         out = self.model.track_step(
-            frame_idx=states[0].step + 1,
+            frame_idx=states[0].next_frame,
             is_init_cond_frame=False,
             current_vision_feats=[f.expand(-1, batch, -1) for f in frame.vision_feats],
             current_vision_pos_embeds=[p.expand(-1, batch, -1) for p in frame.vision_pos],
             feat_sizes=list(frame.feat_sizes),
             point_inputs=None,
             mask_inputs=None,
-            output_dict=self._memory_bank(states),
+            output_dict=memory_bank(states, self._maskmem_pos_enc, self.device),
             num_frames=LONG_VIDEO,
-            track_in_reverse=False,
+            track_in_reverse=states[0].direction == BACKWARD,
             run_mem_encoder=True,
         )
         memories = out["maskmem_features"].to(torch.bfloat16)
@@ -385,29 +415,6 @@ class Sam2Tracker:
             Tracked(state.advanced(memories[i : i + 1], out["obj_ptr"][i : i + 1]), results[i])
             for i, state in enumerate(states)
         ]
-
-    def _memory_bank(self, states: Sequence[ObjectState]) -> dict[str, dict[int, dict]]:
-        """The predictor's output dict for these objects (stacked on the batch dimension), as it
-        would be when tracking frame step+1. The objects must be at the same step."""
-        step, device, batch = states[0].step, self.device, len(states)
-
-        def stacked(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
-            return torch.cat([t.to(device) for t in tensors]) if batch > 1 else tensors[0].to(device)
-
-        pos_enc = [p.expand(batch, -1, -1, -1) for p in self._maskmem_pos_enc]
-        cond = {
-            "maskmem_features": stacked([s.cond_memory for s in states]),
-            "maskmem_pos_enc": pos_enc,
-            "obj_ptr": stacked([s.cond_ptr for s in states]),
-        }
-        non_cond: dict[int, dict] = {}
-        for age in range(1, len(states[0].ptrs) + 1):
-            non_cond[step + 1 - age] = {"obj_ptr": stacked([s.ptrs[-age] for s in states])}
-        for age in range(1, len(states[0].memories) + 1):
-            entry = non_cond.setdefault(step + 1 - age, {})
-            entry["maskmem_features"] = stacked([s.memories[-age] for s in states])
-            entry["maskmem_pos_enc"] = pos_enc
-        return {"cond_frame_outputs": {0: cond}, "non_cond_frame_outputs": non_cond}
 
     def _results(
         self, low_res: torch.Tensor, scores: torch.Tensor, video_size: tuple[int, int]

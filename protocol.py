@@ -3,7 +3,10 @@
 CVAT's lambda manager posts ``{"image": <base64 file>, "shapes": [...], "states": [...]}`` (and maybe
 ``threshold``, ignored). The first call of a tracking run has shapes and no states; every later call has
 the states we returned last time, in the same order, and shapes absent or all null. Each object is
-treated on its own: a state continues it, otherwise its shape starts it on this frame.
+treated on its own: a state continues it, a shape starts it on this frame, and both together correct it
+here (the shape becomes one more anchor of the object's memory: anchors.py). CVAT forwards each shape
+object as the client posted it, so a shape may say where it lies: ``"frame"`` (the video's frame
+number) and ``"direction"`` (``"forward"`` or ``"backward"``, where the run goes from it).
 
 This module turns that JSON into the call path's inputs (tracking_call.py) and refuses, with the same
 `CallRefused` sentences, what cannot be one.
@@ -18,11 +21,12 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from call_inputs import RERUN, CallRefused, ObjectInput, StartShape, bad_input, check_start_shape
+from call_inputs import DIRECTIONS, RERUN, CallRefused, ObjectInput, StartShape, bad_input, check_start_shape
 from config import Limits
 from tokens import is_old_token, is_token
 
 _DATA_URL = re.compile(r"^data:[\w/+.-]*;base64,")
+FRAME_LIMIT = 1 << 31  # frame numbers a shape may name (CVAT's are 32-bit integers)
 
 
 @dataclass(frozen=True)
@@ -70,19 +74,20 @@ def parse_request(payload: dict[str, Any], limits: Limits) -> TrackRequest:
     for index in range(count):
         state = states[index] if index < len(states) else None
         shape = shapes[index] if index < len(shapes) else None
-        if state is not None:
-            if is_old_token(state):
-                raise CallRefused(
-                    404, f"states[{index}] was made by an earlier release of this tracker: {RERUN}"
-                )
-            if not is_token(state):
-                raise bad_input(f"states[{index}] is not a state of this tracker: {RERUN}")
-            objects.append(ObjectInput(token=state))
-        elif shape is not None:
-            objects.append(ObjectInput(shape=_shape(index, shape, limits)))
-        else:
+        if state is None and shape is None:
             raise bad_input(f"shapes[{index}] and states[{index}] are both empty: nothing to track")
+        token = None if state is None else _token(index, state)
+        start = None if shape is None else _shape(index, shape, limits)
+        objects.append(ObjectInput(token=token, shape=start))
     return TrackRequest(image=image, objects=objects)
+
+
+def _token(index: int, state: Any) -> str:
+    if is_old_token(state):
+        raise CallRefused(404, f"states[{index}] was made by an earlier release of this tracker: {RERUN}")
+    if not is_token(state):
+        raise bad_input(f"states[{index}] is not a state of this tracker: {RERUN}")
+    return state
 
 
 def _list_or_empty(payload: dict[str, Any], name: str) -> list[Any]:
@@ -120,4 +125,11 @@ def _shape(index: int, shape: Any, limits: Limits) -> StartShape:
         raise bad_input(f"shapes[{index}] must be an object with type and points")
     shape_type, points = shape.get("type"), shape.get("points")
     check_start_shape(index, shape_type, points, limits)
-    return StartShape(type=shape_type, points=points, sent=shape)
+    frame, direction = shape.get("frame"), shape.get("direction")
+    if frame is not None and (type(frame) is not int or not 0 <= frame < FRAME_LIMIT):
+        raise bad_input(
+            f"shapes[{index}].frame must be the frame number the shape is on (a whole number from 0)"
+        )
+    if direction is not None and direction not in DIRECTIONS:
+        raise bad_input(f"shapes[{index}].direction must be one of {', '.join(map(repr, DIRECTIONS))}")
+    return StartShape(type=shape_type, points=points, sent=shape, frame=frame, direction=direction)

@@ -8,10 +8,11 @@ States are immutable versions: every step stores a new version under a new token
 old one, so a retried or raced request cannot corrupt a session. Versions share what did not change.
 Per object, the store holds (``{tag}`` is the object's tag, so one object's keys share a cluster slot):
 
-- ``<prefix>{tag}:c:<token>``: the start frame's memory (written once, by the version that started it);
+- ``<prefix>{tag}:c:<token>``: an anchor's memory (the start frame's, or a correction's), written once
+  by the version that started or corrected the object there;
 - ``<prefix>{tag}:m:<token>``: the memory features of the frame that version `token` tracked;
-- ``<prefix>{tag}:v:<token>``: a small head per version: step, object pointers, the tokens of the
-  start and memory pieces it uses and until when each lives.
+- ``<prefix>{tag}:v:<token>``: a small head per version: frames, object pointers, the tokens of the
+  anchor and memory pieces it uses and until when each lives.
 
 A step writes one memory piece and one head (about 0.54 MB at 1024 input, against 3.7 MB for the
 whole state). The previous version stays readable, so the last request can be retried; the one before
@@ -43,74 +44,23 @@ from config import StoreConfig
 from object_state import (
     Head,
     ObjectState,
-    StateError,
+    anchor_bytes,
+    anchor_tensors,
     assemble,
     head_bytes,
     memory_bytes,
+    read_anchor,
     read_head,
     read_memory,
-    read_start,
-    start_bytes,
-    start_tensors,
 )
-from shape_codecs import ANSWER_FORMS
-from tokens import is_token, new_token, object_tag
+from store_lineage import Lineage
+from tokens import new_token, object_tag
 
 logger = logging.getLogger(__name__)
 
 
 class UnknownState(LookupError):
     """No such state: never issued, expired, or superseded twice since."""
-
-
-@dataclass(frozen=True)
-class Lineage:
-    """Which stored pieces a version is made of, and what to clean up after its successor."""
-
-    cond: str  # token of the version that holds the start frame's memory
-    window: tuple[str, ...]  # tokens of the versions holding each memory frame, oldest first
-    parent: str | None = None
-    dropped: tuple[str, ...] = ()  # memory chunks that left the window at this version
-    # wall-clock time (epoch seconds) until which each of (cond, *window) is known to live
-    until: tuple[float, ...] = ()
-
-    def to_fields(self, answer_form: str) -> dict[str, Any]:
-        """The lineage and the answer form as a head's metadata (see `from_fields`)."""
-        return {
-            "answer_form": answer_form,
-            "cond": self.cond,
-            "window": list(self.window),
-            "parent": self.parent,
-            "dropped": list(self.dropped),
-            "until": list(self.until),
-        }
-
-    @classmethod
-    def from_fields(cls, info: dict[str, Any], token: str) -> tuple[Lineage, str]:
-        """The lineage and answer form a head of `token` holds; every piece it names must belong to
-        the same object (one slot), and the answer form must be one this tracker answers in."""
-        try:
-            tokens = [info["cond"], *info["window"], *info["dropped"]]
-            if info["parent"] is not None:
-                tokens.append(info["parent"])
-            tag = object_tag(token)
-            if not all(is_token(t) and object_tag(t) == tag for t in tokens):
-                raise ValueError("bad tokens")
-            if info["answer_form"] not in ANSWER_FORMS:
-                raise ValueError("bad answer form")
-            until = tuple(float(t) for t in info["until"])
-            if len(until) != 1 + len(info["window"]):
-                raise ValueError("bad lifetimes")
-            lineage = cls(
-                cond=info["cond"],
-                window=tuple(info["window"]),
-                parent=info["parent"],
-                dropped=tuple(info["dropped"]),
-                until=until,
-            )
-        except (KeyError, TypeError, ValueError):
-            raise StateError("corrupt tracker state (bad head)") from None
-        return lineage, info["answer_form"]
 
 
 @dataclass(frozen=True)
@@ -129,21 +79,23 @@ class VersionKeys:
     """The keys a version's head and pieces live under."""
 
     head: str
-    start: str
+    anchors: tuple[str, ...]
     memories: tuple[str, ...]
 
     @property
     def pieces(self) -> tuple[str, ...]:
-        return (self.start, *self.memories)
+        return (*self.anchors, *self.memories)
 
 
 @dataclass(frozen=True)
 class Update:
-    """A state to save: new (`previous` None) or stepped from a stored one."""
+    """A state to save: new (`previous` None), stepped from a stored one, or corrected from one
+    (`anchored`: the anchor on the state's frame was made by this call)."""
 
     state: ObjectState
     answer_form: str
     previous: StoredObject | None = None
+    anchored: bool = False
 
 
 def version_token(update: Update) -> str:
@@ -154,15 +106,8 @@ def version_token(update: Update) -> str:
 def next_lineage(token: str, update: Update) -> Lineage:
     parent = update.previous
     if parent is None:
-        return Lineage(cond=token, window=())
-    window = (*parent.lineage.window, token) if update.state.max_memories else ()
-    keep = len(update.state.memories)
-    return Lineage(
-        cond=parent.lineage.cond,
-        window=window[len(window) - keep :],
-        parent=parent.token,
-        dropped=window[: len(window) - keep],
-    )
+        return Lineage(anchors=(token,), window=())
+    return parent.lineage.successor(parent.token, parent.state, token, update.state, update.anchored)
 
 
 class StateStore:
@@ -251,14 +196,14 @@ class RedisStateStore(StateStore):
         lineage = stored.lineage
         return VersionKeys(
             head=self._head_key(stored.token),
-            start=self._start_key(lineage.cond),
+            anchors=tuple(self._anchor_key(t) for t in lineage.anchors),
             memories=tuple(self._memory_key(t) for t in lineage.window),
         )
 
     def _head_key(self, token: str) -> str:
         return self._key("v", token)
 
-    def _start_key(self, token: str) -> str:
+    def _anchor_key(self, token: str) -> str:
         return self._key("c", token)
 
     def _memory_key(self, token: str) -> str:
@@ -288,13 +233,17 @@ class RedisStateStore(StateStore):
         chunks = self._chunks([self._piece_keys(lineage) for _, lineage, _ in parsed])
         loaded = []
         for token, (head, lineage, answer_form) in zip(tokens, parsed, strict=True):
-            cond, *memories = (chunks[key] for key in self._piece_keys(lineage))
-            state = assemble(head, cond, [m["memory"] for m in memories])
+            anchors = [chunks[self._anchor_key(t)] for t in lineage.anchors]
+            memories = [chunks[self._memory_key(t)]["memory"] for t in lineage.window]
+            state = assemble(head, anchors, memories)
             loaded.append(StoredObject(token, state, answer_form, lineage))
         return loaded
 
     def _piece_keys(self, lineage: Lineage) -> list[str]:
-        return [self._start_key(lineage.cond), *(self._memory_key(t) for t in lineage.window)]
+        return [
+            *(self._anchor_key(t) for t in lineage.anchors),
+            *(self._memory_key(t) for t in lineage.window),
+        ]
 
     def _chunks(self, per_object: list[list[str]]) -> dict[str, dict[str, torch.Tensor]]:
         """Parsed pieces by key: from this process's cache, the others in one MGET per object (one
@@ -309,8 +258,8 @@ class RedisStateStore(StateStore):
                 for key, data in zip(keys, values, strict=True):
                     if data is None:
                         raise UnknownState("unknown or expired state")
-                    is_start = key.rsplit(":", 2)[-2] == "c"
-                    found[key] = read_start(data) if is_start else {"memory": read_memory(data)}
+                    is_anchor = key.rsplit(":", 2)[-2] == "c"
+                    found[key] = read_anchor(data) if is_anchor else {"memory": read_memory(data)}
                     self.cache.put(key, found[key])
         return found
 
@@ -327,9 +276,10 @@ class RedisStateStore(StateStore):
         def queue(pipe) -> None:
             for token, update, lineage, refresh in planned:
                 state = update.state
-                if update.previous is None:
-                    pipe.set(self._start_key(token), start_bytes(state), ex=self.piece_ttl)
-                    fresh[self._start_key(token)] = start_tensors(state)
+                if token in lineage.anchors:  # a start or a correction: its anchor, once
+                    anchor = state.anchor_on(state.frame)
+                    pipe.set(self._anchor_key(token), anchor_bytes(anchor), ex=self.piece_ttl)
+                    fresh[self._anchor_key(token)] = anchor_tensors(anchor)
                 if lineage.window and lineage.window[-1] == token:
                     pipe.set(self._memory_key(token), memory_bytes(state.memories[-1]), ex=self.piece_ttl)
                     fresh[self._memory_key(token)] = {"memory": state.memories[-1]}
@@ -338,9 +288,13 @@ class RedisStateStore(StateStore):
                 head = head_bytes(state, lineage.to_fields(update.answer_form))
                 pipe.set(self._head_key(token), head, ex=self.ttl_seconds)
                 if update.previous is not None and update.previous.lineage.parent is not None:
-                    # The grandparent version and the memory only it still used: nothing can reach
+                    # The grandparent version and the pieces only it still used: nothing can reach
                     # them once the parent is superseded too. One object, one slot: one DEL.
-                    dead = [self._memory_key(t) for t in update.previous.lineage.dropped]
+                    old = update.previous.lineage
+                    dead = [
+                        *(self._memory_key(t) for t in old.dropped),
+                        *(self._anchor_key(t) for t in old.dropped_anchors),
+                    ]
                     pipe.execute_command("DEL", self._head_key(update.previous.lineage.parent), *dead)
                     gone.extend(dead)
 
@@ -358,18 +312,22 @@ class RedisStateStore(StateStore):
         known = {}
         if previous is not None:
             old = previous.lineage
-            known = dict(zip((old.cond, *old.window), old.until, strict=True))
+            known = dict(zip((*old.anchors, *old.window), old.until, strict=True))
         written_until = now + self.piece_ttl
         needed = now + self.ttl_seconds + self.refresh_margin
         until, refresh = [], []
-        for index, piece in enumerate((lineage.cond, *lineage.window)):
-            if piece == token:  # written by this step
+        keys = [
+            *(self._anchor_key(t) for t in lineage.anchors),
+            *(self._memory_key(t) for t in lineage.window),
+        ]
+        for piece, key in zip((*lineage.anchors, *lineage.window), keys, strict=True):
+            if piece == token:  # written by this call
                 until.append(written_until)
             elif known.get(piece, 0.0) >= needed:
                 until.append(known[piece])
             else:
                 until.append(written_until)
-                refresh.append(self._start_key(piece) if index == 0 else self._memory_key(piece))
+                refresh.append(key)
         return replace(lineage, until=tuple(until)), refresh
 
     def _call(self, queue):

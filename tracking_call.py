@@ -22,12 +22,14 @@ from typing import Any, TypeVar
 import numpy as np
 from PIL import Image
 
+from anchors import Placement, PlacementError, correction_placement
 from call_budget import CallBudget
 from call_inputs import RERUN, CallRefused, ObjectInput, bad_input, check_start_shape
 from config import Limits
+from frame_pixels import picture_size
 from images import DecodedImage, ImageError, decode_image
-from model_handler import Frame, InputError, Prompt, Sam2Tracker, picture_size
-from object_state import ObjectState, StateError
+from model_handler import Correction, Frame, InputError, Prompt, Sam2Tracker, Start, TrackInput
+from object_state import BACKWARD, FORWARD, StateError
 from shape_codecs import BARE_RECTANGLE, ShapeError, mask_to_points, shape_to_prompt
 from state_store import StateStore, StoredObject, UnknownState, Update
 from store_client import StoreUnavailable
@@ -83,16 +85,26 @@ class CallAnswer:
 
 @dataclass(frozen=True)
 class _Plan:
-    """What the call does with one object: start it from a prompt, or continue its stored state."""
+    """What the call does with one object: start it from a prompt, continue its stored state, or both:
+    correct it (continue the state with the prompt as a new anchor)."""
 
     answer_form: str
     prompt: Prompt | None = None
+    placement: Placement = field(default_factory=Placement)
     echo: Any = None
     stored: StoredObject | None = None
 
     @property
-    def source(self) -> Prompt | ObjectState:
-        return self.stored.state if self.stored is not None else self.prompt
+    def corrects(self) -> bool:
+        return self.prompt is not None and self.stored is not None
+
+    @property
+    def source(self) -> TrackInput:
+        if self.stored is None:
+            return Start(self.prompt, self.placement)
+        if self.prompt is None:
+            return self.stored.state
+        return Correction(self.stored.state, self.prompt, self.placement)
 
 
 @dataclass
@@ -170,14 +182,16 @@ class TrackingCall:
             except InputError as error:
                 raise bad_input(str(error)) from None
         updates = [
-            Update(t.state, plan.answer_form, plan.stored) for plan, t in zip(plans, tracked, strict=True)
+            Update(t.state, plan.answer_form, plan.stored, anchored=plan.corrects)
+            for plan, t in zip(plans, tracked, strict=True)
         ]
         with clock.stage("store"):
             saved = store_call(lambda: self.store.save(updates))
         with clock.stage("shapes"):
             shapes = [self._answer(plan, t.result.mask) for plan, t in zip(plans, tracked, strict=True)]
         full = bool(plans) and all(
-            plan.stored is not None and plan.stored.state.step >= self.tracker.keep_memories for plan in plans
+            plan.prompt is None and len(plan.stored.state.memories) >= self.tracker.keep_memories
+            for plan in plans
         )
         cache = "off" if self.tracker.feature_cache.capacity_bytes == 0 else "hit" if frame.cached else "miss"
         costs = CallCosts(
@@ -197,15 +211,23 @@ class TrackingCall:
         loaded = dict(zip((i for i, _ in continuing), self._load(continuing, size), strict=True))
         plans = []
         for index, obj in enumerate(objects):
-            if index in loaded:
-                plans.append(_Plan(loaded[index].answer_form, stored=loaded[index]))
-                continue
+            stored = loaded.get(index)
             shape = obj.shape  # checked by `check`
+            if shape is None:
+                plans.append(_Plan(stored.answer_form, stored=stored))
+                continue
             try:
                 prompt = shape_to_prompt(shape.type, shape.points, size)
             except ShapeError as error:
                 raise bad_input(f"shapes[{index}]: {error}") from None
-            plans.append(_Plan(shape.answer_form, prompt=prompt, echo=shape.sent))
+            direction = {"forward": FORWARD, "backward": BACKWARD}.get(shape.direction)
+            placement = Placement(shape.frame, direction)
+            if stored is not None:
+                try:
+                    correction_placement(stored.state, placement)
+                except PlacementError as error:
+                    raise bad_input(f"shapes[{index}]: {error}") from None
+            plans.append(_Plan(shape.answer_form, prompt, placement, echo=shape.sent, stored=stored))
         return plans
 
     def _load(self, continuing: list[tuple[int, str]], size: tuple[int, int]) -> list[StoredObject]:
@@ -225,9 +247,9 @@ class TrackingCall:
         return loaded
 
     def _answer(self, plan: _Plan, mask: np.ndarray | None) -> Any:
-        """On the start frame the shape as sent; later the tracked mask in the object's answer form
-        (None when SAM2 says the object is absent)."""
-        if plan.stored is None:
+        """On the frame a shape was given (a start or a correction) the shape as sent; later the tracked
+        mask in the object's answer form (None when SAM2 says the object is absent)."""
+        if plan.prompt is not None:
             return plan.echo
         return answer_shape(plan.answer_form, mask, self.polygon_tolerance)
 

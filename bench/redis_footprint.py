@@ -1,7 +1,7 @@
 """Store memory and disk writes per tracked object over a long session, and what an abandoned session
 leaves behind.
 
-    .venv/bin/python -m bench.redis_footprint [--objects 4] [--frames 1000] [--ttl 2]
+    .venv/bin/python -m bench.redis_footprint [--objects 4] [--frames 1000] [--ttl 2] [--anchors 1]
 
 Drives the real RedisStateStore (what the function does on every call) with states of the real size at
 1024 input (memory features 64x64x64 bf16), so no model is needed, against a real redis-server behind
@@ -9,6 +9,8 @@ the Kvrocks 2.7 stand-in (tests/support/kvrocks.py); reads `used_memory` from IN
 peak and final memory per object against the state size, and the bytes written per object and frame
 as Kvrocks pays for them (a SET writes its value, an EXPIRE rewrites it). The TTL is scaled down from
 CVAT's 8 hours so that the run spans several TTLs and includes the refreshes; `ttls_covered` says how many.
+With `--anchors N` every object holds N anchors (its start and N-1 corrections), as the state of an
+object corrected N-1 times does (at most SAM2_MAX_ANCHORS, 4 by default).
 """
 
 from __future__ import annotations
@@ -24,14 +26,14 @@ from config import StoreConfig
 from state_store import RedisStateStore, Update
 from tests.support.kvrocks import KvrocksStandIn
 from tests.support.redis_server import RedisServer
-from tests.support.synthetic import random_object_state, random_step
+from tests.support.synthetic import random_correction, random_object_state, random_step
 
 
 def used_memory(client) -> int:
     return int(client.info("memory")["used_memory"])
 
 
-def measure(objects: int, frames: int, ttl: int) -> dict:
+def measure(objects: int, frames: int, ttl: int, anchors: int = 1) -> dict:
     server = RedisServer(Path(tempfile.mkdtemp(prefix="sam2-redis-"))).start()
     kvrocks = KvrocksStandIn(server.port).start()
     try:
@@ -41,7 +43,12 @@ def measure(objects: int, frames: int, ttl: int) -> dict:
         baseline = used_memory(client)
         states = [random_object_state(seed) for seed in range(objects)]
         stored = store.save([Update(state, "mask") for state in states])
-        state_bytes = states[0].nbytes  # tensor data once the history is full
+        for correction in range(1, anchors):
+            states = [random_correction(s.state, correction, max_anchors=anchors) for s in stored]
+            stored = store.save(
+                [Update(s, "mask", old, anchored=True) for s, old in zip(states, stored, strict=True)]
+            )
+        state_bytes = states[0].nbytes  # tensor data once the recent memory is full
         peak = 0
         began = time.monotonic()
         kvrocks.written.clear()
@@ -66,6 +73,7 @@ def measure(objects: int, frames: int, ttl: int) -> dict:
         per_frame = frames * objects
         return {
             "objects": objects,
+            "anchors": anchors,
             "frames": frames,
             "ttl_s": ttl,
             "ttls_covered": round(elapsed / ttl, 1),
@@ -91,8 +99,11 @@ def main() -> int:
     parser.add_argument("--objects", type=int, default=4)
     parser.add_argument("--frames", type=int, default=1000)
     parser.add_argument("--ttl", type=int, default=2, help="SAM2_TRACKER_STATE_TTL of the run, seconds")
+    parser.add_argument(
+        "--anchors", type=int, default=1, help="anchors per object (its start and corrections)"
+    )
     args = parser.parse_args()
-    report = measure(args.objects, args.frames, args.ttl)
+    report = measure(args.objects, args.frames, args.ttl, args.anchors)
     print(json.dumps(report, indent=2))
     ok = (
         report["peak_ratio_to_state"] <= 2.0

@@ -16,7 +16,10 @@ ARTIFACTS = ROOT / "e2e" / "artifacts"  # screenshots: the one README shows, and
 
 def run_action(stack, user: User, job: TrackingJob, cpus: str | None = None, **params: Any) -> dict:
     """One run of the action through the browser (cvat-ui-plugin/tests/browser/run-action.mjs): what the
-    user saw (see there); a step that failed raises, naming it. `cpus`: the CPUs the browser may use."""
+    user saw (see there); a step that failed raises, naming it. `cpus`: the CPUs the browser may use.
+    `then=[{"correct": {"frame", "type", "dx", "dy"}}, {"frame", "select", "targetFrame", ...}]`: corrections
+    and further runs afterwards in the same page (what the plugin keeps in the page's memory stays), each
+    step's result in the result's "then"."""
     args = {
         "base": stack.url,
         "username": user.username,
@@ -35,7 +38,8 @@ def run_action(stack, user: User, job: TrackingJob, cpus: str | None = None, **p
         stderr=subprocess.PIPE,
         text=True,
     )
-    out, err = runner.communicate(timeout=params.get("finishTimeoutMs", 600_000) / 1000 + 300)
+    runs = 1 + sum(1 for step in params.get("then", []) if "correct" not in step)
+    out, err = runner.communicate(timeout=runs * (params.get("finishTimeoutMs", 600_000) / 1000 + 300))
     result = json.loads(out.strip().splitlines()[-1]) if out.strip() else {"error": err[-3000:]}
     if runner.returncode != 0 or "error" in result:
         raise RuntimeError(f"the run in the browser failed: {result}")

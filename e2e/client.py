@@ -119,6 +119,19 @@ def init_tracking(job: TrackingJob, frame: int, shapes: Sequence[dict[str, Any]]
     }
 
 
+def placed(shapes: Sequence[dict[str, Any]], frame: int, direction: str = "forward") -> list[dict[str, Any]]:
+    """The shapes as the CVAT UI plugin sends them: with the frame they lie on and the run's direction."""
+    return [{**shape, "frame": frame, "direction": direction} for shape in shapes]
+
+
+def correct_tracking(
+    job: TrackingJob, frame: int, shapes: Sequence[dict[str, Any]], states: Sequence[str | None]
+) -> dict[str, Any]:
+    """The CVAT UI plugin's first call of a re-run from `frame`: the shapes there beside the states the
+    objects' last run ended with (CVAT forwards both lists as sent, the states unsigned)."""
+    return {**init_tracking(job, frame, shapes), "states": list(states)}
+
+
 def track(job: TrackingJob, frame: int, states: Sequence[str]) -> dict[str, Any]:
     """The body CVAT's UI sends to track onto the next frame."""
     return {"type": "track", "frame": frame, "states": list(states), "job": job.job_id, "task": job.task_id}

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from config import TrackerConfig
-from model_handler import Sam2Tracker, fill_holes
+from frame_pixels import fill_holes
+from model_handler import Sam2Tracker
 from shape_codecs import mask_to_polygon, polygon_to_mask
 from tests.support.cvat import (
     call_function,

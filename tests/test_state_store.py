@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import time
 
@@ -9,7 +10,7 @@ import pytest
 import torch
 
 from config import StoreConfig
-from object_state import ObjectState, StateError, start_bytes, to_pieces
+from object_state import HEAD_FORMAT_1, ObjectState, StateError, anchor_bytes, pack, read_head, to_pieces
 from state_store import (
     ChunkCache,
     MemoryStateStore,
@@ -129,7 +130,7 @@ def test_planted_pickle_is_refused_and_never_executed(redis_server, tmp_path):
 
     (other,) = store.save([Update(started_state(), "mask")])
     client.set(store.keys_of(stored).head, pickle.dumps(Exploit()))  # a head
-    client.set(store.keys_of(other).start, pickle.dumps(Exploit()))  # a memory chunk
+    client.set(store.keys_of(other).anchors[0], pickle.dumps(Exploit()))  # an anchor piece
     replica = RedisStateStore(client, StoreConfig(ttl_seconds=TTL))  # reads everything from Redis
     for token in (stored.token, other.token):
         with pytest.raises(StateError):
@@ -214,6 +215,44 @@ def test_redis_memory_per_object_stays_under_twice_the_state_size():
     assert report["abandoned_keys_before_ttl"] > 0 == report["abandoned_keys_after_twice_the_ttl"]
 
 
+def test_a_state_stored_before_anchors_still_continues(redis_server):
+    """A release before anchors wrote heads of the first format (one start piece named "cond", frames
+    counted from it): such a state loads as one anchor on frame 0 with its history, and steps on."""
+    client, store = empty_store(redis_server, ttl_seconds=TTL)
+    counted = dataclasses.replace(started_state(), frames_known=False)  # as that release's states were
+    (current,) = store.save([Update(counted, "mask")])
+    for step in range(1, 9):
+        (current,) = store.save([Update(stepped(current.state, step), "mask", current)])
+    head = read_head(client.get(store.keys_of(current).head))
+    first_format = {
+        name: value
+        for name, value in head.info.items()
+        if name in ("step", "video_size", "fingerprint", "max_memories", "max_ptrs", "answer_form")
+        or name in ("window", "parent", "dropped", "until")
+    }
+    (first_format["cond"],) = head.info["anchors"]
+    client.set(store.keys_of(current).head, pack(HEAD_FORMAT_1, {"ptrs": head.ptrs}, first_format), ex=TTL)
+
+    (old,) = RedisStateStore(client, StoreConfig(ttl_seconds=TTL)).load([current.token])
+    assert_same(old.state, current.state)
+    assert (old.state.anchor_frames, old.state.recent_frames) == ((0,), tuple(range(1, 9)))
+    (on,) = store.save([Update(stepped(old.state, 9), "mask", old)])
+    assert store.load([on.token])[0].state.frame == 9
+
+
+def test_redis_memory_per_object_with_4_anchors_stays_under_twice_the_state_size():
+    """An object corrected 3 times holds 4 anchors: its state grows by 3 anchor pieces, and the store
+    still holds less than twice it."""
+    report = run_benchmark(
+        "redis_footprint", "--objects", "2", "--frames", "20", "--ttl", "1", "--anchors", "4"
+    )
+    memory = 64 * 64 * 64 * 2
+    assert 10 * memory <= report["state_bytes_per_object"] < 11 * memory  # 4 anchors + 6 recent frames
+    assert report["peak_ratio_to_state"] <= 2.0
+    assert report["set_bytes_per_object_per_frame"] <= 560_000  # a step writes no anchor
+    assert report["abandoned_keys_after_twice_the_ttl"] == 0
+
+
 def _bytes_sent(client) -> int:
     return int(client.info("stats")["total_net_output_bytes"])
 
@@ -225,9 +264,7 @@ def test_the_worker_that_served_the_last_frame_reads_only_heads(redis_server):
         RedisStateStore(client, StoreConfig(ttl_seconds=TTL)),
         RedisStateStore(client, StoreConfig(ttl_seconds=TTL)),
     )
-    big = ObjectState(
-        **{**started_state().__dict__, "cond_memory": torch.zeros(1, 64, 64, 64, dtype=torch.bfloat16)}
-    )
+    big = random_object_state(0, side=64, video_size=(240, 320))
     (current,) = worker.save([Update(big, "mask")])
     for step in range(1, 8):
         memory = torch.full((1, 64, 64, 64), float(step), dtype=torch.bfloat16)
@@ -325,5 +362,5 @@ def test_pieces_are_refreshed_at_most_about_once_per_ttl(redis_server):
         elapsed = time.monotonic() - began
         refreshes = kvrocks.commands["expire"]
         assert 1 <= refreshes <= elapsed / (0.9 * cfg.ttl_seconds) + 1
-        assert set(kvrocks.expired) == {store.keys_of(current).start}  # no memory piece
-        assert kvrocks.written["expire"] <= refreshes * len(start_bytes(current.state)) * 1.01
+        assert set(kvrocks.expired) == set(store.keys_of(current).anchors)  # no memory piece
+        assert kvrocks.written["expire"] <= refreshes * len(anchor_bytes(current.state.anchors[0])) * 1.01

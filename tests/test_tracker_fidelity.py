@@ -108,7 +108,7 @@ def test_full_memory_equals_official_predictor(checkpoint, long_video, long_offi
     assert max_diff <= 1e-4
     assert_masks_match(long_official, history)
     final = history[-1][0].state
-    assert (len(final.memories), len(final.ptrs), final.step) == (6, 15, LONG - 1)
+    assert (len(final.memories), len(final.ptrs), final.frame) == (6, 15, LONG - 1)
 
 
 def test_comparison_detects_a_state_keeping_7_pointers_instead_of_15(checkpoint, long_video, long_official):

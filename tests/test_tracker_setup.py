@@ -16,7 +16,8 @@ import torch
 from PIL import Image
 
 from config import ConfigError, TrackerConfig
-from model_handler import Sam2Tracker, fill_holes, preprocess
+from frame_pixels import fill_holes, preprocess
+from model_handler import Sam2Tracker
 from model_loading import resolve_precision
 from process_settings import available_cpus, cgroup_cpu_quota, claim_process
 from tests.support import ROOT

@@ -15,7 +15,7 @@ from safetensors import safe_open
 from safetensors.torch import save
 
 from model_handler import InputError
-from object_state import ObjectState, StateError, StatePieces, from_pieces, to_pieces
+from object_state import Anchor, ObjectState, StateError, StatePieces, from_pieces, to_pieces
 from tests.support.models import fastest_precision, make_tracker
 from tests.support.synthetic import moving_objects_scene
 
@@ -58,20 +58,29 @@ def test_state_size_at_1024_is_bounded_and_flat(checkpoint, scene):
     assert state.nbytes >= 7 * 64 * 64 * 64 * 2
 
 
-def test_bytes_round_trip_is_lossless(started):
-    state = started[0].state
+def assert_same_values(mine, theirs) -> None:
+    if isinstance(mine, torch.Tensor):
+        assert mine.dtype == theirs.dtype
+        assert torch.equal(mine, theirs)
+    elif isinstance(mine, Anchor):
+        for field in dataclasses.fields(Anchor):
+            assert_same_values(getattr(mine, field.name), getattr(theirs, field.name))
+    elif isinstance(mine, tuple):
+        assert len(mine) == len(theirs)
+        for a, b in zip(mine, theirs, strict=True):
+            assert_same_values(a, b)
+    else:
+        assert mine == theirs
+
+
+def test_bytes_round_trip_is_lossless(small_tracker, started, scene):
+    state = small_tracker.step(small_tracker.encode(scene.frames[1]), [started[0].state])[0].state
     copy = from_pieces(to_pieces(state))
     for field in dataclasses.fields(ObjectState):
-        mine, theirs = getattr(state, field.name), getattr(copy, field.name)
-        if isinstance(mine, torch.Tensor):
-            assert mine.dtype == theirs.dtype
-            assert torch.equal(mine, theirs)
-        elif isinstance(mine, tuple) and mine and isinstance(mine[0], torch.Tensor):
-            assert all(torch.equal(a, b) for a, b in zip(mine, theirs, strict=True))
-        else:
-            assert mine == theirs
+        assert_same_values(getattr(state, field.name), getattr(copy, field.name))
     assert to_pieces(copy) == to_pieces(state)
-    assert state.cond_memory.dtype == torch.bfloat16
+    assert state.anchors[0].memory.dtype == torch.bfloat16
+    assert (state.recent_frames, state.frame, state.frames_known) == ((1,), 1, False)
 
 
 def test_lost_object_is_absent_and_its_state_advances(absent_checkpoint, scene):
@@ -135,19 +144,24 @@ MANGLES = {
 HEAD_MANGLES = {
     "negative-step": lambda blob: _with_info(blob, step=-1),
     "string-step": lambda blob: _with_info(blob, step="3"),
-    "step-beyond-history": lambda blob: _with_info(blob, step=1),
+    "history-beyond-its-frames": lambda blob: _with_info(blob, recent_frames=[2]),
+    "more-anchors-than-pieces": lambda blob: _with_info(blob, anchor_frames=[0, 9]),
+    "anchor-on-a-recent-frame": lambda blob: _with_info(blob, anchor_frames=[2]),
+    "no-direction": lambda blob: _with_info(blob, direction=0),
+    "string-frame": lambda blob: _with_info(blob, frame="2"),
     "zero-size": lambda blob: _with_info(blob, video_size=[0, 10]),
     "bad-size": lambda blob: _with_info(blob, video_size=[10]),
     "bad-capacity": lambda blob: _with_info(blob, max_ptrs="x"),
 }
-CASES = [(piece, name) for piece in ("head", "start", "memory") for name in MANGLES]
+CASES = [(piece, name) for piece in ("head", "anchors", "memories") for name in MANGLES]
 CASES += [("head", name) for name in HEAD_MANGLES]
 
 
 def _mangled(pieces: StatePieces, piece: str, name: str) -> StatePieces:
     mangle = {**MANGLES, **HEAD_MANGLES}[name]
-    if piece == "memory":
-        return dataclasses.replace(pieces, memories=(mangle(pieces.memories[0]), *pieces.memories[1:]))
+    if piece in ("memories", "anchors"):
+        first, *rest = getattr(pieces, piece)
+        return dataclasses.replace(pieces, **{piece: (mangle(first), *rest)})
     return dataclasses.replace(pieces, **{piece: mangle(getattr(pieces, piece))})
 
 
@@ -164,14 +178,17 @@ def test_corrupt_state_pieces_raise_state_error(small_tracker, started, scene, p
 
 def test_state_with_shapes_that_do_not_fit_the_model_is_refused(small_tracker, started, scene):
     state = started[0].state
-    wrong = dataclasses.replace(state, cond_memory=state.cond_memory[:, :, :8, :8].contiguous())
+    first = state.anchors[0]
+    small = dataclasses.replace(first, memory=first.memory[:, :, :8, :8].contiguous())
+    wrong = dataclasses.replace(state, anchors=(small,))
     with pytest.raises(StateError, match="shapes do not fit"):
         small_tracker.check(from_pieces(to_pieces(wrong)), scene.size)
 
 
 def test_batched_objects_equal_one_by_one_within_float_rounding(checkpoint, scene):
-    """SAM2_BATCH_OBJECTS: objects at the same step go through one forward; an object started later
-    forms its own batch. In fp32 the results equal the official one-by-one order up to rounding."""
+    """SAM2_BATCH_OBJECTS: objects with the same memory layout go through one forward; an object
+    started later forms its own batch. In fp32 the results equal the official one-by-one order up to
+    rounding."""
     one_by_one = make_tracker(checkpoint, precision="fp32")
     batched = make_tracker(checkpoint, precision="fp32", batch_objects="on")
     results = {}

@@ -25,8 +25,9 @@ from bench.gpu.output import Measurement
 from bench.gpu.sizes import CONFIGS
 from bench.gpu.timing import ModelRun, fidelity, median_ms, ms, run_model, timed
 from config import Limits, TrackerConfig
+from frame_pixels import preprocess, upscale_logits
 from images import decode_image
-from model_handler import Sam2Tracker, preprocess, upscale_logits
+from model_handler import Sam2Tracker
 
 ORDER, NAME = 5, "variants"
 TITLE = "Variants that may cut the device time, each with its fidelity against the function as it is"

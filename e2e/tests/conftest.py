@@ -90,8 +90,18 @@ class Oracle:
     ) -> list[list[np.ndarray]]:
         """Per frame in processing order, per object: the bool mask the official predictor gives; `broken`:
         with a memory that keeps 3 object pointers instead of 15 (what a fidelity check must catch)."""
+        from tests.support.oracle import Prompts, Propagate
+
+        steps = [Prompts(start, prompts), Propagate(start, count - 1, reverse)]
+        return self.session(frames, steps, ["++model.max_obj_ptrs_in_encoder=4"] if broken else [])
+
+    def session(
+        self, frames: list[bytes], steps: list, overrides: list[str] | None = None
+    ) -> list[list[np.ndarray]]:
+        """Per frame the propagations of one official session driven by `steps` (tests/support/oracle.py's
+        Prompts and Propagate) yield, per object: the bool mask."""
         from e2e.stack import TEST_FUNCTION_SETTINGS
-        from tests.support.oracle import official_logits
+        from tests.support.oracle import official_session
 
         self.runs += 1
         folder = self.folder / f"run{self.runs}"
@@ -100,18 +110,12 @@ class Oracle:
         # its content: PNG frames keep their bytes under these names
         for index, data in enumerate(frames):
             (folder / f"{index:05d}.jpg").write_bytes(data)
-        logits = official_logits(
+        logits = official_session(
             self.checkpoint,
             folder,
-            prompts,
-            count,
+            steps,
             precision=TEST_FUNCTION_SETTINGS["SAM2_PRECISION"],
-            overrides=[
-                *TEST_FUNCTION_SETTINGS["SAM2_MODEL_OVERRIDES"].split(),
-                *(["++model.max_obj_ptrs_in_encoder=4"] if broken else []),
-            ],
-            start_frame=start,
-            reverse=reverse,
+            overrides=[*TEST_FUNCTION_SETTINGS["SAM2_MODEL_OVERRIDES"].split(), *(overrides or [])],
         )
         shutil.rmtree(folder)
         return [

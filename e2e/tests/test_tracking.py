@@ -14,8 +14,20 @@ import pytest
 from cvat_sdk.masks import decode_mask, encode_mask
 from PIL import Image
 
-from e2e.client import Answer, TrackingJob, call_tracker, create_task, put_shapes, run_session, served_frame
+from e2e.client import (
+    Answer,
+    TrackingJob,
+    call_tracker,
+    correct_tracking,
+    create_task,
+    placed,
+    put_shapes,
+    run_session,
+    served_frame,
+    track,
+)
 from shape_codecs import mask_to_polygon, shape_to_prompt
+from tests.support.oracle import Prompts, Propagate
 from tracking_call import answer_shape
 
 TOLERANCE = 1.0  # SAM2_POLYGON_TOLERANCE, the function's default
@@ -129,6 +141,38 @@ def test_a_rectangle_as_the_ai_tools_tracker_sends_it(stack, owner, scene, video
     )
     assert_answers_equal_oracle(answers, shapes, expected, size)
     assert all(a.shapes[0]["type"] == "rectangle" for a in answers[1:])
+
+
+def test_a_rerun_after_a_correction_keeps_the_start_frame_as_an_anchor(
+    stack, owner, scene, video_job, video_frames, oracle
+):
+    """The CVAT UI plugin's re-run after a correction: tracked 0..5, then the shapes drawn on frame 3 sent
+    beside the states the run ended with. The answers equal one official session holding the masks of
+    frames 0 and 3, propagated from 3 (docs/fidelity.md's flow (b)); a fresh start on 3 answers otherwise."""
+    size = image_size(video_frames[0])
+    with owner.client(stack.url) as client:
+        shapes = placed(put_shapes(client, video_job, 0, start_shapes(scene)), 0)
+        first = run_session(client, video_job, list(range(6)), shapes)
+        assert [a.status for a in first] == [200] * 6
+        corrected = placed(put_shapes(client, video_job, 3, start_shapes(scene, 3)), 3)
+        sent = len(stack.nuclio.trigger.bodies)
+        rerun = [call_tracker(client, correct_tracking(video_job, 3, corrected, first[-1].states))]
+        for frame in (4, 5, 6):
+            rerun.append(call_tracker(client, track(video_job, frame, rerun[-1].states)))
+    # CVAT forwarded the correction as sent: each shape object whole, the states unsigned
+    received = stack.nuclio.trigger.bodies[sent]
+    assert received["shapes"] == corrected and received["states"] == signed_tokens(first[-1].states)
+
+    def prompts(given: list[dict]) -> list:
+        return [shape_to_prompt(s["type"], s["points"], size) for s in given]
+
+    expected = oracle.session(
+        video_frames, [Prompts(0, prompts(shapes)), Prompts(3, prompts(corrected)), Propagate(3, 3)]
+    )
+    assert_answers_equal_oracle(rerun, corrected, expected, size)
+    fresh = oracle.masks(video_frames, prompts(corrected), start=3, count=4)
+    with pytest.raises(AssertionError):
+        assert_answers_equal_oracle(rerun, corrected, fresh, size)
 
 
 @pytest.fixture(scope="session")

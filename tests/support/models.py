@@ -56,6 +56,7 @@ def make_tracker(
     cpu_threads: int = 0,
     device: str = "cpu",
     cpu: CpuSupport | None = None,
+    max_anchors: int = TrackerConfig.max_anchors,
 ) -> Sam2Tracker:
     """The exact path by default (official attention kernel, one object at a time): what the fidelity
     tests compare. `cpu`: what the CPU runs of the fast paths (default: detected)."""
@@ -68,6 +69,7 @@ def make_tracker(
         fast_attention=fast_attention,
         batch_objects=batch_objects,
         cpu_threads=cpu_threads,
+        max_anchors=max_anchors,
     )
     return Sam2Tracker.from_config(cfg, cpu=cpu)
 

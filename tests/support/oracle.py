@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from model_handler import Sam2Tracker, Tracked, upscale_logits
+from frame_pixels import upscale_logits
+from model_handler import Sam2Tracker, Tracked
 from object_state import from_pieces, to_pieces
 from shape_codecs import Box
 from tests.support.models import track_frames
@@ -38,6 +40,37 @@ def official_logits(
 ) -> list[torch.Tensor]:
     """Video-resolution logits (objects, 1, H, W) per frame, in processing order, from
     ``init_state`` + ``add_new_mask`` (or ``add_new_points_or_box``) per object + ``propagate_in_video``."""
+    steps = [Prompts(start_frame, start_prompts), Propagate(start_frame, num_frames - 1, reverse)]
+    return official_session(checkpoint, frames_dir, steps, precision, overrides, device)
+
+
+@dataclass(frozen=True)
+class Prompts:
+    """``add_new_mask`` (or ``add_new_points_or_box``) for each object on `frame`."""
+
+    frame: int
+    prompts: Sequence[np.ndarray | Box]
+
+
+@dataclass(frozen=True)
+class Propagate:
+    """``propagate_in_video`` from `start` over `frames` more frames."""
+
+    start: int
+    frames: int
+    reverse: bool = False
+
+
+def official_session(
+    checkpoint: Path,
+    frames_dir: Path,
+    steps: Sequence[Prompts | Propagate],
+    precision: str = "fp32",
+    overrides: Sequence[str] = (),
+    device: str = "cpu",
+) -> list[torch.Tensor]:
+    """One predictor session over the video in `frames_dir`, driven by `steps` in order; the logits of
+    every frame its propagations yield, in order."""
     from sam2.build_sam import build_sam2_video_predictor
 
     predictor = build_sam2_video_predictor(
@@ -47,21 +80,28 @@ def official_logits(
         hydra_overrides_extra=list(overrides),
     )
     predictor.fill_hole_area = 0  # needs sam2's CUDA extension
+    logits: list[torch.Tensor] = []
     with precision_context(precision, device):
         state = predictor.init_state(str(frames_dir))
         state["num_frames"] = LONG_VIDEO
-        for obj_id, prompt in enumerate(start_prompts):
-            if isinstance(prompt, Box):
-                box = [prompt.x0, prompt.y0, prompt.x1, prompt.y1]
-                predictor.add_new_points_or_box(state, start_frame, obj_id, box=box)
-            else:
-                predictor.add_new_mask(state, start_frame, obj_id, prompt)
-        return [
-            logits.to("cpu", copy=True)
-            for _, _, logits in predictor.propagate_in_video(
-                state, start_frame_idx=start_frame, max_frame_num_to_track=num_frames - 1, reverse=reverse
+        for step in steps:
+            if isinstance(step, Prompts):
+                _add_prompts(predictor, state, step)
+                continue
+            propagation = predictor.propagate_in_video(
+                state, start_frame_idx=step.start, max_frame_num_to_track=step.frames, reverse=step.reverse
             )
-        ]
+            logits += [frame_logits.to("cpu", copy=True) for _, _, frame_logits in propagation]
+    return logits
+
+
+def _add_prompts(predictor, state, step: Prompts) -> None:
+    for obj_id, prompt in enumerate(step.prompts):
+        if isinstance(prompt, Box):
+            box = [prompt.x0, prompt.y0, prompt.x1, prompt.y1]
+            predictor.add_new_points_or_box(state, step.frame, obj_id, box=box)
+        else:
+            predictor.add_new_mask(state, step.frame, obj_id, prompt)
 
 
 def load_rgb(path: Path) -> np.ndarray:
@@ -77,14 +117,14 @@ def our_logits(
     frames = [load_rgb(path) for path in frame_paths]
     history = track_frames(tracker, frames, start_prompts, between=through_store_bytes)
     size = frames[0].shape[:2]
-    return [_video_logits(tracked, size) for tracked in history], history
+    return [video_logits(tracked, size) for tracked in history], history
 
 
 def through_store_bytes(tracked: Sequence[Tracked]) -> list:
     return [from_pieces(to_pieces(t.state)) for t in tracked]
 
 
-def _video_logits(tracked: Sequence[Tracked], video_size: tuple[int, int]) -> torch.Tensor:
+def video_logits(tracked: Sequence[Tracked], video_size: tuple[int, int]) -> torch.Tensor:
     # upscaled where the model ran, as the predictor does
     return torch.cat([upscale_logits(t.result.logits[None, None], video_size).cpu() for t in tracked])
 

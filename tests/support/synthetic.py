@@ -149,17 +149,19 @@ def write_jpeg_folder(frames: list[np.ndarray], folder: Path, quality: int = 95)
 
 
 def random_object_state(seed: int = 0, side: int = 64, video_size: tuple[int, int] = (480, 640)):
-    """A started ObjectState with random tensors: `side` 64 is the real size at 1024 input. For
-    tests and benchmarks of the state stores, which need no model."""
-    from object_state import ObjectState
+    """A started ObjectState with random tensors: `side` 64 is the real size at 1024 input. For tests and
+    benchmarks of the state stores, which need no model."""
+    from object_state import FORWARD, ObjectState
 
     generator = torch.Generator().manual_seed(seed)
     return ObjectState(
-        cond_memory=torch.randn(1, 64, side, side, generator=generator).to(torch.bfloat16),
-        cond_ptr=torch.randn(1, 256, generator=generator),
-        cond_score=torch.tensor([[10.0]]),
+        anchors=(_random_anchor(0, side, generator),),
         memories=(),
         ptrs=(),
+        recent_frames=(),
+        frame=0,
+        direction=FORWARD,
+        frames_known=True,
         step=0,
         max_memories=6,
         max_ptrs=15,
@@ -168,8 +170,25 @@ def random_object_state(seed: int = 0, side: int = 64, video_size: tuple[int, in
     )
 
 
+def _random_anchor(frame: int, side: int, generator: torch.Generator):
+    from object_state import Anchor
+
+    memory = torch.randn(1, 64, side, side, generator=generator).to(torch.bfloat16)
+    return Anchor(frame, memory, torch.randn(1, 256, generator=generator), torch.tensor([[10.0]]))
+
+
+def random_correction(state, seed: int, max_anchors: int = 4):
+    """`state` corrected on the frame after its last (its recent memory kept), with a random anchor."""
+    from anchors import corrected
+
+    generator = torch.Generator().manual_seed(2000 + seed)
+    anchor = _random_anchor(state.next_frame, state.anchors[0].memory.shape[-1], generator)
+    return corrected(state, anchor, state.direction, max_anchors)
+
+
 def random_step(state, seed: int):
     """`state` advanced by one frame of random memory (same size as its start memory)."""
     generator = torch.Generator().manual_seed(1000 + seed)
-    memory = torch.randn(*state.cond_memory.shape, generator=generator).to(torch.bfloat16)
-    return state.advanced(memory, torch.randn(1, state.cond_ptr.shape[1], generator=generator))
+    first = state.anchors[0]
+    memory = torch.randn(*first.memory.shape, generator=generator).to(torch.bfloat16)
+    return state.advanced(memory, torch.randn(1, first.ptr.shape[1], generator=generator))

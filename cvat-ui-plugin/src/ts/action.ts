@@ -1,7 +1,8 @@
 // "Segment Anything 2: Tracker" as a cvat-core annotation action. cvat-core calls init, applyFilter, run
 // and destroy, then commits what run returns (one undo step). A run that stops early still returns what it
 // tracked, so a cancel, a failed call or a lost connection keeps those frames; the notice saying where and
-// why is shown after the commit (reporting.ts).
+// why is shown after the commit (reporting.ts). Each object's last state is kept in the page's memory
+// (core/memory.ts), and the next run from the same object sends it ("Remember earlier runs").
 
 import {
     ActionParameterType, BaseCollectionAction, Job, MLModel, ObjectState, Task,
@@ -12,8 +13,12 @@ import {
     NO_TRACKER, chooseTracker, trackableTypes, unsupportedSentence,
 } from './core/function-choice';
 import {
-    JobBounds, checkTargetFrame, defaultTargetFrame, frameAfter, framesToward, planFrames, targetFrameRange,
+    JobBounds, checkTargetFrame, defaultTargetFrame, directionOf, frameAfter, framesToward, planFrames,
+    targetFrameRange,
 } from './core/frames';
+import {
+    lookupStates, pageMemory, rememberRun, seedIdentity,
+} from './core/memory';
 import { Outcome, outcomeOf, progressText } from './core/messages';
 import {
     CollectionRecord, POLYGON, Seed, isTrackable,
@@ -26,6 +31,7 @@ export const ACTION_NAME = 'Segment Anything 2: Tracker';
 const TARGET_FRAME = 'Target frame';
 const CONVERT = 'Convert polygon shapes to tracks';
 const STOP_AFTER = 'Stop an object after N frames absent';
+const REMEMBER = 'Remember earlier runs';
 
 type RunInput = Parameters<BaseCollectionAction['run']>[0];
 type Collection = RunInput['collection'];
@@ -106,6 +112,7 @@ export class Sam2TrackerAction extends BaseCollectionAction {
     #target: unknown = null;
     #convert = false;
     #stopAfter = 0;
+    #remember = true;
     #outcome: Outcome | null = null;
 
     // currentFrame: the frame open in the annotation view, for the target frame's default and range
@@ -123,6 +130,8 @@ export class Sam2TrackerAction extends BaseCollectionAction {
         this.#target = parameters[TARGET_FRAME];
         this.#convert = String(parameters[CONVERT]) === 'true';
         this.#stopAfter = checkStopAfter(parameters[STOP_AFTER], STOP_AFTER);
+        // on unless turned off: a script calling cvat-core may leave it out
+        this.#remember = String(parameters[REMEMBER]) !== 'false';
         this.#outcome = null;
 
         let models: MLModel[];
@@ -168,11 +177,19 @@ export class Sam2TrackerAction extends BaseCollectionAction {
                 'choose another target frame.');
         }
 
+        // nothing changes the job during the run: cvat-core commits what it returns
+        const all = asRecords(await job.annotations.export() as unknown as Collection);
+        const previous = seeds.map((seed) => seedIdentity(seed, all.shapes));
+        const kept = this.#remember ?
+            lookupStates(pageMemory, job.id, previous).map((entry) => entry?.state ?? null) :
+            seeds.map(() => null);
+
         const result = await runTracking({
             job: job.id,
             startFrame,
             plan,
             shapes: seeds.map(({ type, points }) => ({ type, points })),
+            keptStates: kept,
             call: (body) => this.#core.lambda.call(job.taskId as number, model, body),
             cancelled: input.cancelled,
             stopAfterAbsent: this.#stopAfter,
@@ -182,7 +199,6 @@ export class Sam2TrackerAction extends BaseCollectionAction {
             },
         });
 
-        const all = asRecords(await job.annotations.export() as unknown as Collection);
         const changes = buildChanges({
             seeds,
             trackedFrames: result.trackedFrames,
@@ -195,6 +211,13 @@ export class Sam2TrackerAction extends BaseCollectionAction {
             mutableSpecIds: new Set(job.labels.flatMap((label) => label.attributes)
                 .filter((attribute) => attribute.mutable && typeof attribute.id === 'number')
                 .map((attribute) => attribute.id as number)),
+        });
+        rememberRun(pageMemory, job.id, {
+            direction: directionOf(startFrame, target),
+            previous,
+            next: changes.identities,
+            last: result.lastStates,
+            refused: kept.map((state) => result.memory.refused && state !== null),
         });
         this.#outcome = outcomeOf({
             objects: seeds.length,
@@ -265,6 +288,17 @@ export class Sam2TrackerAction extends BaseCollectionAction {
                     content: 'An object the tracker finds absent on this many frames in a row ends there: it ' +
                         'is no longer tracked (a track gets outside keyframes up to that frame), and the run ' +
                         'ends early once every object has ended. 0: never.',
+                },
+            },
+            [REMEMBER]: {
+                type: ActionParameterType.CHECKBOX,
+                values: ['true', 'false'],
+                defaultValue: 'true',
+                tooltip: {
+                    type: 'text',
+                    content: 'An object tracked before (since this page was loaded) continues the tracker\'s ' +
+                        'memory of it, and its shape on the current frame becomes a new anchor: correct a ' +
+                        'shape where tracking drifted, then run from there. Off: every object starts fresh.',
                 },
             },
         };

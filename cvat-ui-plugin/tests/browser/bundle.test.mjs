@@ -63,7 +63,7 @@ function installHelpers(job, actionName, noticeClass) {
             await state.save();
         },
         async run({
-            frame, target, convert = false, stopAfter = 0, clientIDs = null, cancelAfterCalls = null,
+            frame, target, convert = false, stopAfter = 0, remember = true, clientIDs = null, cancelAfterCalls = null,
         }) {
             document.querySelectorAll(`.${noticeClass}`).forEach((notice) => { notice.dataset.seen = '1'; });
             window.sam2Calls = 0;
@@ -72,6 +72,7 @@ function installHelpers(job, actionName, noticeClass) {
                 'Target frame': String(target),
                 'Convert polygon shapes to tracks': String(convert),
                 'Stop an object after N frames absent': String(stopAfter),
+                'Remember earlier runs': String(remember),
             };
             const cancelled = () => cancelAfterCalls !== null && window.sam2Calls >= cancelAfterCalls;
             const onProgress = (message, percent) => progress.push({ message, percent });
@@ -127,11 +128,13 @@ after(async () => {
     await server?.close();
 });
 
-test('the action is registered with its three parameters and takes polygons and masks', async () => {
+test('the action is registered with its four parameters and takes polygons and masks', async () => {
     setScenario({});
     await page.evaluate(() => window.sam2.newJob());
     const parameters = await page.evaluate(() => Object.keys(window.sam2.action.parameters));
-    assert.deepEqual(parameters, ['Target frame', 'Convert polygon shapes to tracks', 'Stop an object after N frames absent']);
+    assert.deepEqual(parameters, [
+        'Target frame', 'Convert polygon shapes to tracks', 'Stop an object after N frames absent', 'Remember earlier runs',
+    ]);
     const states = await page.evaluate(() => window.sam2.states(0));
     assert.deepEqual(states.map((state) => [state.shapeType, state.applicable]), [['polygon', true], ['mask', true]]);
 });
@@ -156,7 +159,10 @@ test('Run actions: one call per frame for all objects, a shape per tracked frame
     assert.deepEqual(fake.calls[0], {
         type: 'init_tracking',
         frame: 0,
-        shapes: [{ type: 'polygon', points: POLYGON }, { type: 'mask', points: MASK }],
+        shapes: [
+            { type: 'polygon', points: POLYGON, frame: 0, direction: 'forward' },
+            { type: 'mask', points: MASK, frame: 0, direction: 'forward' },
+        ],
         job: JOB.id,
         task: JOB.task_id,
     });
@@ -207,6 +213,9 @@ test('a run again from a corrected middle frame replaces the earlier shapes, nev
     assert.equal(shapesOf(result.collection, 'mask').length, 8);
     assert.equal(result.notices[0].title, 'Tracked 1 object to frame 6');
     assert.match(result.notices[0].description, /2 shapes from an earlier run on these frames replaced/);
+    // the polygon goes on from its state of the run before (answered on frame 8) and its corrected shape
+    assert.equal(JSON.parse(fake.calls[0].states[0]).answered, 8);
+    assert.match(result.notices[0].description, /1 object continued its earlier memory\./);
 });
 
 test('backward from a corrected frame: the frames before it are replaced, those after it untouched', async () => {
@@ -230,7 +239,13 @@ test('backward from a corrected frame: the frames before it are replaced, those 
     for (const frame of [2, 3, 4, 6]) assert.deepEqual(at[frame].points, shifted(corrected, 5 * (frame - 7)));
     for (const frame of [0, 1, 8]) assert.deepEqual(at[frame].points, before[frame].points);
     assert.equal(result.notices[0].title, 'Tracked 1 object back to frame 2');
-    assert.match(result.notices[0].description, /^Frames 6–2: 4 frames tracked\. 4 shapes from an earlier run/);
+    // the polygon's state from the run before (forward, to frame 6) goes with the corrected shape
+    assert.equal(JSON.parse(fake.calls[0].states[0]).answered, 6);
+    assert.deepEqual(fake.calls[0].shapes, [{
+        type: 'polygon', points: corrected, frame: 7, direction: 'backward',
+    }]);
+    assert.match(result.notices[0].description,
+        /^Frames 6–2: 4 frames tracked\. 1 object continued its earlier memory\. 4 shapes from an earlier run/);
 });
 
 test('objects that leave the frame end after N frames absent, and the run ends with the last', async () => {
@@ -284,11 +299,96 @@ test('conversion: the polygon becomes a track with the tracked frames as keyfram
     assert.equal(trackState.applicable, true);
     setScenario({});
     const again = await page.evaluate((id) => window.sam2.run({ frame: 2, target: 6, clientIDs: [id] }), trackState.clientID);
+    // the track made by the first run is the same object: its state from frame 4 goes with its shape
+    assert.equal(fake.calls[0].states.length, 1);
+    assert.equal(JSON.parse(fake.calls[0].states[0]).answered, 4);
     const [changed] = again.collection.tracks;
     assert.equal(again.collection.tracks.length, 1);
     assert.deepEqual(changed.shapes.map((shape) => [shape.frame, shape.outside]), [
         [0, false], [1, false], [2, false], [3, false], [4, false], [6, false],
     ]);
+});
+
+test('run, correct a result, run again from it: each object continues its kept state, the shape an anchor', async () => {
+    setScenario({});
+    await page.evaluate(() => window.sam2.newJob());
+    const first = await page.evaluate(() => window.sam2.run({ frame: 0, target: 4 }));
+    assert.equal(first.error, null);
+    assert.equal('states' in fake.calls[0], false); // nothing kept for these objects yet
+    assert.doesNotMatch(first.notices[0].description, /memory/);
+
+    // the polygon drifted on frame 4: the user moves it there, then runs on from frame 4
+    const states = await page.evaluate(() => window.sam2.states(4));
+    const polygon = states.find((state) => state.shapeType === 'polygon');
+    const corrected = shifted(POLYGON, 40);
+    await page.evaluate((id, points) => window.sam2.move(4, id, points), polygon.clientID, corrected);
+    setScenario({});
+    const second = await page.evaluate(() => window.sam2.run({ frame: 4, target: 7 }));
+    assert.equal(second.error, null);
+    const [start] = fake.calls;
+    assert.deepEqual(Object.keys(start).sort(), ['frame', 'job', 'shapes', 'states', 'task', 'type']);
+    assert.equal(start.type, 'init_tracking');
+    assert.equal(start.frame, 4);
+    const at = (type) => start.shapes.findIndex((shape) => shape.type === type);
+    assert.deepEqual(start.shapes[at('polygon')], {
+        type: 'polygon', points: corrected, frame: 4, direction: 'forward',
+    });
+    assert.deepEqual(start.shapes[at('mask')], {
+        type: 'mask', points: maskAt(20), frame: 4, direction: 'forward',
+    });
+    // each object's last state of the first run (answered on frame 4), as CVAT answered it
+    for (const type of ['polygon', 'mask']) {
+        const kept = JSON.parse(start.states[at(type)]);
+        assert.equal(kept.answered, 4);
+        assert.equal(kept.shape.type, type);
+        assert.equal(kept.frame, 0);
+    }
+    assert.deepEqual(fake.calls.slice(1).map((body) => [body.type, body.frame, 'shapes' in body]), [
+        ['track', 6, false], ['track', 7, false],
+    ]);
+    // the corrected shape is where the tracker goes on from
+    const polygons = byFrame(shapesOf(second.collection, 'polygon'));
+    assert.deepEqual(polygons[6].points, shifted(corrected, 10));
+    assert.equal(second.notices[0].title, 'Tracked 2 objects to frame 7');
+    assert.match(second.notices[0].description, /2 objects continued their earlier memory\./);
+
+    // with "Remember earlier runs" off every object starts fresh: no states; the direction goes with the shapes
+    setScenario({});
+    const fresh = await page.evaluate(() => window.sam2.run({ frame: 4, target: 2, remember: false }));
+    assert.equal(fresh.error, null);
+    assert.equal('states' in fake.calls[0], false);
+    assert.deepEqual(fake.calls[0].shapes.map((shape) => [shape.frame, shape.direction]), [[4, 'backward'], [4, 'backward']]);
+    assert.doesNotMatch(fresh.notices[0].description, /memory/);
+
+    // what it got is still kept: the next run continues from that run's last states (frame 2)
+    setScenario({});
+    await page.evaluate(() => window.sam2.run({ frame: 4, target: 6 }));
+    assert.deepEqual(fake.calls[0].states.map((state) => JSON.parse(state).answered), [2, 2]);
+});
+
+test('a kept state CVAT refuses (400, expired) makes the object start fresh, and the run succeeds', async () => {
+    setScenario({});
+    const [polygonID] = await page.evaluate(() => window.sam2.newJob());
+    await page.evaluate((id) => window.sam2.run({ frame: 0, target: 3, clientIDs: [id] }), polygonID);
+    const polygon = (await page.evaluate(() => window.sam2.states(3))).find((state) => state.shapeType === 'polygon');
+
+    setScenario({ refuseStates: true });
+    const result = await page.evaluate((id) => window.sam2.run({ frame: 3, target: 6, clientIDs: [id] }), polygon.clientID);
+    assert.equal(result.error, null);
+    assert.deepEqual(fake.calls.map((body) => [body.type, body.frame, 'states' in body]), [
+        ['init_tracking', 3, true], ['init_tracking', 3, false], ['track', 4, true], ['track', 6, true],
+    ]);
+    assert.deepEqual(fake.calls[1].shapes, fake.calls[0].shapes);
+    assert.deepEqual(shapesOf(result.collection, 'polygon').map((shape) => shape.frame), [0, 1, 2, 3, 4, 6]);
+    const [notice] = result.notices;
+    assert.equal(notice.title, 'Tracked 1 object to frame 6');
+    assert.match(notice.description, /The earlier memory of 1 object was not accepted \(expired, or the tracker's state store restarted\): it started fresh\./);
+
+    // the refused state is gone: the next run sends the fresh run's state (answered on frame 6)
+    setScenario({});
+    const onSix = (await page.evaluate(() => window.sam2.states(6))).find((state) => state.shapeType === 'polygon');
+    await page.evaluate((id) => window.sam2.run({ frame: 6, target: 8, clientIDs: [id] }), onSix.clientID);
+    assert.equal(JSON.parse(fake.calls[0].states[0]).answered, 6);
 });
 
 test('a 503 midway keeps the frames tracked and says why, in words', async () => {

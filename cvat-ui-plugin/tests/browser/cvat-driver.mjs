@@ -15,6 +15,9 @@
 //   await saveAnnotations(session.page);
 //   await session.close();
 //
+// Beside a user's steps: recordTrackerCalls (the tracker calls the page makes, with their answers' status and
+// states) and moveObject (a correction made in the page, as the UI saves a dragged shape).
+//
 // Selectors are CVAT 2.64's own class names (cvat-ui/src/components/annotation-page/...).
 
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -389,6 +392,88 @@ export async function dismissNotices(page) {
     for (const close of await page.$$('.ant-notification-notice .ant-notification-notice-close')) {
         await close.click().catch(() => undefined);
     }
+}
+
+// Closes every notice and waits until none is on screen (before another run in the same page, whose end
+// waitForFinish recognises by a notice).
+export async function clearNotices(page, { timeoutMs = 10000 } = {}) {
+    const deadline = Date.now() + timeoutMs;
+    while (await page.$('.ant-notification-notice')) {
+        if (Date.now() > deadline) throw new Error(`The notices did not close: ${await noticeTexts(page)}`);
+        await dismissNotices(page);
+        await new Promise((resolve) => { setTimeout(resolve, 200); });
+    }
+}
+
+// Records the tracker calls the page makes (cvat-core's lambda.call: POST /api/lambda/functions/<id>) from now
+// on: the returned array gets, per call in the order sent, { function, body (as posted), status, states (the
+// answer's, on 200) }; `await calls.settled()` before reading the last ones.
+export function recordTrackerCalls(page) {
+    const calls = [];
+    const pending = [];
+    const entries = new Map();
+    page.on('request', (request) => {
+        const found = /\/api\/lambda\/functions\/([^/?]+)/.exec(request.url());
+        if (!found || request.method() !== 'POST') return;
+        const entry = { function: decodeURIComponent(found[1]), body: null, status: null, states: null };
+        calls.push(entry);
+        entries.set(request, entry);
+        pending.push((async () => {
+            const data = request.postData() ?? await request.fetchPostData();
+            entry.body = data === undefined ? null : JSON.parse(data);
+        })().catch((error) => { entry.body = { unreadable: String(error) }; }));
+    });
+    page.on('response', (response) => {
+        const entry = entries.get(response.request());
+        if (!entry) return;
+        entry.status = response.status();
+        if (!response.ok()) return;
+        pending.push(response.json().then((answer) => { entry.states = answer?.states ?? null; })
+            .catch(() => undefined));
+    });
+    calls.settled = async () => {
+        for (let count = -1; count !== pending.length;) {
+            count = pending.length;
+            await Promise.all(pending);
+        }
+    };
+    return calls;
+}
+
+// CVAT's store, cvat-core and the UI's action creators in the page, through the entry CVAT gives UI plugins
+// (window.cvatUI.registerComponent, cvat-ui/src/components/plugins-entrypoint.tsx); kept as window.sam2Driver.
+async function installPageHandles(page) {
+    await page.waitForFunction(() => Boolean(window.cvatUI?.registerComponent), { timeout: 30000 });
+    await page.evaluate(() => {
+        if (window.sam2Driver) return;
+        window.cvatUI.registerComponent(({ store, core, actionCreators }) => {
+            window.sam2Driver = { store, core, actionCreators };
+            return { name: 'SAM2 tracker e2e driver', destructor: () => undefined };
+        });
+    });
+}
+
+// A correction as the annotation view saves a dragged shape (updateAnnotationsAsync: the object's state in
+// cvat-core with new points, then save()): the object on the current frame (`clientID`) moved by dx, dy; the
+// view then shows the frame again from cvat-core (changeFrameAsync, forced). Nothing is saved to the server
+// (saveAnnotations does). Answers the points before and after, as the view's state holds them.
+export async function moveObject(page, clientID, { dx = 0, dy = 0 } = {}) {
+    await installPageHandles(page);
+    const moved = await page.evaluate(async (id, shiftX, shiftY) => {
+        const { store, actionCreators } = window.sam2Driver;
+        const current = () => store.getState().annotation;
+        const state = current().annotations.states.find((object) => object.clientID === id);
+        if (!state) return { error: `no object #${id} in the view's state` };
+        const before = [...state.points];
+        state.points = before.map((value, index) => value + (index % 2 === 0 ? shiftX : shiftY));
+        await state.save();
+        const frame = current().player.frame.number;
+        await store.dispatch(actionCreators.changeFrameAsync(frame, false, 1, true));
+        const after = current().annotations.states.find((object) => object.clientID === id);
+        return { before, after: after ? [...after.points] : null, frame };
+    }, clientID, dx, dy);
+    if (moved.error) throw new Error(`Moving object #${clientID} failed: ${moved.error}`);
+    return moved;
 }
 
 // Ctrl+S in the annotation view; waits for CVAT's save request(s) to end.

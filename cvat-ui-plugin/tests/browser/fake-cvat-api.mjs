@@ -1,7 +1,10 @@
 // The few CVAT API answers cvat-core needs to run the action on a job in the built UI, without CVAT: the
 // job's annotations and frame meta, the functions list, and a tracker behind /api/lambda/functions/<id>
 // that moves every object 5 px right per frame (either way: by the distance from its start frame). Errors come back as CVAT's lambda view sends them: the
-// status, and str(HTTPError) as a JSON string.
+// status, and str(HTTPError) as a JSON string. A first call may carry, beside the shapes, states of an earlier run
+// (a correction): the fake answers it like a start (the shape as sent, a new state), or, with `refuseStates`, as
+// CVAT answers a state whose signature expired: 400 ["Invalid or expired tracker state"]. Its states are JSON:
+// the start shape and frame, the frame answered, and for a correction the frame of the state it continued.
 
 export const JOB = {
     id: 1,
@@ -99,7 +102,7 @@ function leftEdge(shape) {
 }
 
 // scenario: { functions, failAt: { frame, status, text }, absent: { [frame]: [objectIndex] }, delayMs,
-// exitAt: x (an object whose left edge has moved past x has left the frame: absent) }
+// exitAt: x (an object whose left edge has moved past x has left the frame: absent), refuseStates }
 export function fakeCvatApi(scenario) {
     const calls = [];
     const api = async (request, body, url) => {
@@ -115,11 +118,21 @@ export function fakeCvatApi(scenario) {
                 return { status: failAt.status, body: JSON.stringify(failAt.text) };
             }
             if (body.type === 'init_tracking') {
+                const kept = body.states ?? [];
+                if (scenario.refuseStates && kept.some((state) => state !== null)) {
+                    return { status: 400, body: ['Invalid or expired tracker state'] };
+                }
+                const shapes = body.shapes.map(({ type, points }) => ({ type, points }));
                 return {
                     status: 200,
                     body: {
-                        shapes: body.shapes,
-                        states: body.shapes.map((shape) => JSON.stringify({ shape, frame: body.frame })),
+                        shapes,
+                        states: shapes.map((shape, i) => JSON.stringify({
+                            shape,
+                            frame: body.frame,
+                            answered: body.frame,
+                            continued: kept[i] ? JSON.parse(kept[i]).answered : null, // the kept state's frame
+                        })),
                     },
                 };
             }
@@ -133,7 +146,7 @@ export function fakeCvatApi(scenario) {
                         const gone = scenario.exitAt !== undefined && leftEdge(shape) >= scenario.exitAt;
                         return absent.includes(i) || gone ? null : shape;
                     }),
-                    states: states.map((state) => JSON.stringify(state)),
+                    states: states.map((state) => JSON.stringify({ ...state, answered: body.frame })),
                 },
             };
         }

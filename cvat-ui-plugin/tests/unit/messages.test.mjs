@@ -13,8 +13,9 @@ test('progress says the frame of the plan and the percent', () => {
     assert.equal(progressText({ done: 40, total: 40, frame: null }, 2, 45).percent, 100);
 });
 
-const result = (trackedFrames, stop, ended = []) => ({
-    trackedFrames, answers: new Map(), ended, stop,
+const fresh = { sent: 0, refused: false, started: true };
+const result = (trackedFrames, stop, ended = [], memory = fresh) => ({
+    trackedFrames, answers: new Map(), ended, stop, lastStates: [], memory,
 });
 
 test('a finished run', () => {
@@ -90,4 +91,53 @@ test('objects that ended are named with where, and a run that ended early says w
         replaced: 0, notes: [],
     });
     assert.equal(one.description, 'Frames 9–7: 3 frames tracked. Object 1 ended on frame 8 (absent on frame 8).');
+});
+
+test('a run that sent earlier memory says how many objects continued it', () => {
+    const memory = { sent: 2, refused: false, started: true };
+    const outcome = outcomeOf({
+        objects: 3, startFrame: 10, planned: 3, result: result([11, 12, 13], null, [], memory), replaced: 2, notes: [],
+    });
+    assert.equal(outcome.description, 'Frames 11–13: 3 frames tracked. 2 objects continued their earlier memory. ' +
+        '2 shapes from an earlier run on these frames replaced.');
+    const one = outcomeOf({
+        objects: 1, startFrame: 10, planned: 3, result: result([9], null, [], { ...memory, sent: 1 }), replaced: 0, notes: [],
+    });
+    assert.equal(one.description, 'Frame 9: 1 frame tracked. 1 object continued its earlier memory.');
+    // a first call that failed otherwise continued nothing
+    const error = Object.assign(new Error('500 Server Error: Internal Server Error for url: http://f/'), { code: 500 });
+    const failed = outcomeOf({
+        objects: 1,
+        startFrame: 10,
+        planned: 3,
+        result: result([], { kind: 'failed', frame: 10, error }, [], { ...memory, started: false }),
+        replaced: 0,
+        notes: [],
+    });
+    assert.doesNotMatch(failed.description, /memory/);
+});
+
+test('memory that was not accepted: the objects started fresh, or it is forgotten', () => {
+    const refused = { sent: 2, refused: true, started: true };
+    const outcome = outcomeOf({
+        objects: 2, startFrame: 10, planned: 3, result: result([11, 12, 13], null, [], refused), replaced: 0, notes: [],
+    });
+    assert.equal(outcome.level, 'success');
+    assert.equal(outcome.description, 'Frames 11–13: 3 frames tracked. The earlier memory of 2 objects was not ' +
+        'accepted (expired, or the tracker\'s state store restarted): they started fresh.');
+    const one = outcomeOf({
+        objects: 1, startFrame: 10, planned: 3, result: result([11], null, [], { ...refused, sent: 1 }), replaced: 0, notes: [],
+    });
+    assert.match(one.description, /The earlier memory of 1 object was not accepted .*: it started fresh\.$/);
+    const error = Object.assign(new Error('503 Server Error: Service Unavailable for url: http://f/'), { code: 503 });
+    const failed = outcomeOf({
+        objects: 2,
+        startFrame: 10,
+        planned: 3,
+        result: result([], { kind: 'failed', frame: 10, error }, [], { ...refused, started: false }),
+        replaced: 0,
+        notes: [],
+    });
+    assert.match(failed.description, /No frame was tracked, nothing changed\./);
+    assert.match(failed.description, /The earlier memory of 2 objects was not accepted \(expired, or the tracker's state store restarted\) and is forgotten\./);
 });

@@ -5,14 +5,39 @@ import {
     AnswerError, initBody, readAnswer, readStates, trackBody,
 } from './.build/core/requests.mjs';
 
-test('the bodies are those of CVAT\'s own tracker UI (cvat-core adds task)', () => {
-    const shapes = [{ type: 'polygon', points: [1, 2, 3, 4, 5, 6] }, { type: 'mask', points: [0, 4, 1, 1, 2, 2] }];
+const shapes = [{ type: 'polygon', points: [1, 2, 3, 4, 5, 6] }, { type: 'mask', points: [0, 4, 1, 1, 2, 2] }];
+
+test('the bodies are those of CVAT\'s own tracker UI (cvat-core adds task), shapes with frame and direction', () => {
     assert.equal(
-        JSON.stringify(initBody(7, 12, shapes)),
-        '{"type":"init_tracking","frame":12,"shapes":[{"type":"polygon","points":[1,2,3,4,5,6]},' +
-        '{"type":"mask","points":[0,4,1,1,2,2]}],"job":7}',
+        JSON.stringify(initBody(7, 12, 'forward', shapes)),
+        '{"type":"init_tracking","frame":12,"shapes":[' +
+        '{"type":"polygon","points":[1,2,3,4,5,6],"frame":12,"direction":"forward"},' +
+        '{"type":"mask","points":[0,4,1,1,2,2],"frame":12,"direction":"forward"}],"job":7}',
     );
     assert.equal(JSON.stringify(trackBody(7, 13, ['s1', 's2'])), '{"type":"track","frame":13,"states":["s1","s2"],"job":7}');
+});
+
+test('a first call with kept states: states beside shapes, null for objects without one', () => {
+    assert.equal(
+        JSON.stringify(initBody(7, 12, 'backward', shapes, [null, 'signed:kept'])),
+        '{"type":"init_tracking","frame":12,"shapes":[' +
+        '{"type":"polygon","points":[1,2,3,4,5,6],"frame":12,"direction":"backward"},' +
+        '{"type":"mask","points":[0,4,1,1,2,2],"frame":12,"direction":"backward"}],' +
+        '"states":[null,"signed:kept"],"job":7}',
+    );
+    // a kept state is sent exactly as it was received
+    const state = { any: ['json', 1] };
+    assert.equal(initBody(7, 12, 'forward', shapes, [state]).states[0], state);
+    assert.deepEqual(initBody(7, 12, 'forward', shapes, [state]).states, [state, null]);
+    // none kept (or all null): a plain start, no states key
+    for (const kept of [undefined, [], [null, null], [undefined, null]]) {
+        const body = initBody(7, 12, 'forward', shapes, kept);
+        assert.deepEqual(Object.keys(body), ['type', 'frame', 'shapes', 'job']);
+    }
+    // the shapes sent are copies
+    const sent = initBody(7, 12, 'forward', shapes);
+    sent.shapes[0].points.push(9);
+    assert.equal(shapes[0].points.length, 6);
 });
 
 test('an answer gives points per object, null where absent', () => {

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import { lineageOf, scoreOf } from './.build/core/lineage.mjs';
+import { lineageIdentity, lookupStates, keepState, trackIdentity } from './.build/core/memory.mjs';
 import { buildChanges } from './.build/core/results.mjs';
 
 const square = (x) => [x, 0, x + 4, 0, x + 4, 4, x, 4];
@@ -258,4 +259,53 @@ test('an object that ended is changed up to its end frame only', () => {
     assert.deepEqual(converted.created.tracks[0].shapes.map((s) => [s.frame, s.outside]), [
         [10, false], [11, false], [12, true], [13, true],
     ]);
+});
+
+test('each object\'s identity after the run: its lineage, or its track\'s keyframes', () => {
+    const shape = polygon({ clientID: 1 });
+    const corrected = polygon({ clientID: 2, type: 'mask', points: [0, 1, 0, 0, 0, 0], score: scoreOf(33) });
+    const converted = polygon({ clientID: 3, points: square(50) });
+    const track = {
+        clientID: 7, id: 70, label_id: 5, group: 0, frame: 0, source: 'manual', attributes: [], elements: [],
+        shapes: [keyframe(0)],
+    };
+    const trackSeed = {
+        kind: 'track', track, type: 'polygon', points: square(10), occluded: false, zOrder: 1, attributes: [],
+    };
+    const answers = new Map([[11, [square(11), [1, 0, 0, 0, 0], square(51), square(11)]]]);
+    const changes = buildChanges(input(
+        [shapeSeed(shape), shapeSeed(corrected), shapeSeed(converted), trackSeed],
+        answers,
+        { convertPolygons: true },
+    ));
+    // with conversion on the polygons become tracks; the mask keeps its lineage
+    const [first, second, third, fourth] = changes.identities;
+    assert.equal(second.kind, 'lineage');
+    assert.equal(second.lineage, 33);
+    assert.deepEqual(third, trackIdentity(changes.created.tracks[1].shapes));
+    assert.deepEqual(first, trackIdentity(changes.created.tracks[0].shapes));
+    assert.deepEqual(fourth, trackIdentity(changes.created.tracks[2].shapes));
+
+    // a shape without conversion: the lineage its results are marked with
+    const plain = buildChanges(input([shapeSeed(polygon({}))], new Map([[11, [square(11)]]])));
+    assert.deepEqual(plain.identities, [lineageIdentity(lineageOf(plain.created.shapes[1].score))]);
+
+    // a track corrected on one keyframe is still recognised by the others the run left
+    const memory = new Map();
+    keepState(memory, 1, { previous: null, next: fourth }, { state: 's', frame: 11, direction: 'forward' });
+    const edited = changes.created.tracks[2].shapes.map((s) => (s.frame === 10 ? { ...s, points: square(12) } : s));
+    assert.deepEqual(lookupStates(memory, 1, [trackIdentity(edited)]).map((kept) => kept?.state), ['s']);
+});
+
+test('nothing tracked: a marked shape and a track keep their identity, an unmarked shape has none', () => {
+    const marked = polygon({ clientID: 1, score: scoreOf(44) });
+    const unmarked = polygon({ clientID: 2, frame: 10 });
+    const track = {
+        clientID: 7, label_id: 5, group: 0, frame: 0, source: 'manual', attributes: [], elements: [], shapes: [keyframe(0)],
+    };
+    const trackSeed = {
+        kind: 'track', track, type: 'polygon', points: square(10), occluded: false, zOrder: 1, attributes: [],
+    };
+    const changes = buildChanges(input([shapeSeed(marked), shapeSeed(unmarked), trackSeed], new Map()));
+    assert.deepEqual(changes.identities, [lineageIdentity(44), null, trackIdentity([keyframe(0)])]);
 });

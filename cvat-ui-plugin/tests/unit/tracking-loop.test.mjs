@@ -166,3 +166,113 @@ test('the stop parameter is a whole number from 0, left out is 0', () => {
         assert.throws(() => checkStopAfter(wrong, 'Stop'), /^Error: "Stop" is .*: set it to a whole number from 0 \(never\) to 1000\.$/);
     }
 });
+
+// The tracker's refusal of a kept state, as cvat-core rejects: CVAT's own 400, or the function's 404.
+const refusal = (status) => Object.assign(
+    new Error(status === 400 ? '["Invalid or expired tracker state"]' :
+        `${status} Client Error: Not Found for url: http://nuclio:8070/`),
+    { code: status },
+);
+
+test('every first call gives its shapes the start frame and the direction; no kept state, no states key', async () => {
+    const forward = fakeTracker();
+    await runTracking(base(forward.call));
+    assert.deepEqual(forward.bodies[0].shapes.map(({ frame, direction }) => [frame, direction]), [[10, 'forward'], [10, 'forward']]);
+    assert.equal('states' in forward.bodies[0], false);
+    const backward = fakeTracker();
+    await runTracking(base(backward.call, { plan: [9, 8], keptStates: [null, null] }));
+    assert.deepEqual(backward.bodies[0].shapes.map(({ frame, direction }) => [frame, direction]), [[10, 'backward'], [10, 'backward']]);
+    assert.equal('states' in backward.bodies[0], false);
+});
+
+test('kept states go beside the shapes in the first call only; each object\'s last state comes back', async () => {
+    const { bodies, call } = fakeTracker();
+    const result = await runTracking(base(call, { keptStates: [null, 'kept-1@30'] }));
+    assert.equal(result.stop, null);
+    assert.deepEqual(bodies[0].states, [null, 'kept-1@30']);
+    assert.deepEqual(bodies[0].shapes.map((shape) => shape.direction), ['forward', 'forward']);
+    assert.deepEqual(bodies.slice(1).map((body) => [body.type, 'shapes' in body]), [['track', false], ['track', false], ['track', false]]);
+    assert.deepEqual(bodies[1].states, ['state-0@10', 'state-1@10']);
+    assert.deepEqual(result.memory, { sent: 1, refused: false, started: true });
+    assert.deepEqual(result.lastStates, [{ state: 'state-0@14', frame: 14 }, { state: 'state-1@14', frame: 14 }]);
+});
+
+test('last states: backward, cancelled midway, failed midway, an ended object\'s, none before an answer', async () => {
+    const backward = await runTracking(base(fakeTracker().call, { plan: [9, 8, 6] }));
+    assert.deepEqual(backward.lastStates.map((last) => last.frame), [6, 6]);
+    assert.deepEqual(backward.memory, { sent: 0, refused: false, started: true });
+
+    let cancel = false;
+    const cancelling = fakeTracker({ onCall: (body) => { if (body.frame === 12) cancel = true; } });
+    const cancelled = await runTracking(base(cancelling.call, { cancelled: () => cancel }));
+    assert.equal(cancelled.stop.kind, 'cancelled');
+    assert.deepEqual(cancelled.lastStates, [{ state: 'state-0@12', frame: 12 }, { state: 'state-1@12', frame: 12 }]);
+
+    const failed = await runTracking(base(fakeTracker({ failAt: 12 }).call));
+    assert.deepEqual(failed.lastStates.map((last) => last.state), ['state-0@11', 'state-1@11']);
+    const unusable = await runTracking(base(async (body) => (body.type === 'init_tracking' ?
+        { states: ['a', 'b'] } : { shapes: [null], states: ['c', 'd'] })));
+    assert.deepEqual(unusable.lastStates, [{ state: 'a', frame: 10 }, { state: 'b', frame: 10 }]);
+
+    const ending = await runTracking(base(fakeTracker({ absentAt: { 12: [1], 13: [1] } }).call, {
+        plan: [11, 12, 13, 14], stopAfterAbsent: 2,
+    }));
+    assert.deepEqual(ending.lastStates, [{ state: 'state-0@14', frame: 14 }, { state: 'state-1@13', frame: 13 }]);
+
+    const startFailed = await runTracking(base(fakeTracker({ failAt: 10 }).call));
+    assert.deepEqual(startFailed.lastStates, [null, null]);
+    assert.equal(startFailed.memory.started, false);
+});
+
+for (const status of [400, 404]) {
+    test(`kept states refused with ${status}: the first call once more without them, every object fresh`, async () => {
+        const tracker = fakeTracker();
+        const call = async (body) => {
+            if (body.states && body.type === 'init_tracking') {
+                tracker.bodies.push(JSON.parse(JSON.stringify(body)));
+                throw refusal(status);
+            }
+            return tracker.call(body);
+        };
+        const result = await runTracking(base(call, { keptStates: ['old-0', 'old-1'] }));
+        assert.equal(result.stop, null);
+        assert.deepEqual(result.trackedFrames, [11, 12, 14]);
+        const { bodies } = tracker;
+        assert.deepEqual(bodies.map((body) => [body.type, body.frame, 'states' in body]), [
+            ['init_tracking', 10, true], ['init_tracking', 10, false],
+            ['track', 11, true], ['track', 12, true], ['track', 14, true],
+        ]);
+        assert.deepEqual(bodies[1].shapes, bodies[0].shapes);
+        assert.deepEqual(result.memory, { sent: 2, refused: true, started: true });
+        assert.deepEqual(result.lastStates.map((last) => last.state), ['state-0@14', 'state-1@14']);
+    });
+}
+
+test('a refused retry, or a 500, fails the run at its start as before; without kept states no retry', async () => {
+    const always400 = [];
+    const refusedTwice = await runTracking(base(async (body) => {
+        always400.push(body);
+        throw refusal(400);
+    }, { keptStates: ['old-0', null] }));
+    assert.equal(always400.length, 2); // once more, not again
+    assert.deepEqual([refusedTwice.stop.kind, refusedTwice.stop.frame, refusedTwice.stop.error.code], ['failed', 10, 400]);
+    assert.deepEqual(refusedTwice.memory, { sent: 1, refused: true, started: false });
+
+    const bodies = [];
+    const failed = await runTracking(base(async (body) => {
+        bodies.push(body);
+        throw Object.assign(new Error('500 Server Error: Internal Server Error for url: http://f/'), { code: 500 });
+    }, { keptStates: ['old-0', 'old-1'] }));
+    assert.equal(bodies.length, 1);
+    assert.equal(failed.stop.error.code, 500);
+    assert.deepEqual(failed.memory, { sent: 2, refused: false, started: false });
+
+    const plain = [];
+    const plain400 = await runTracking(base(async (body) => {
+        plain.push(body);
+        throw refusal(400);
+    }));
+    assert.equal(plain.length, 1);
+    assert.equal(plain400.stop.error.code, 400);
+    assert.deepEqual(plain400.memory, { sent: 0, refused: false, started: false });
+});

@@ -1,6 +1,6 @@
 // The target frame parameter and the frames a run visits. A target after the current frame tracks forward,
-// one before it backward: SAM2 tracks either way from the start frame (the function is told nothing: it
-// follows the order of the frames it is sent).
+// one before it backward: SAM2 tracks either way from the start frame (it follows the order of the frames it
+// is sent; the first call's shapes also say the direction, for a correction's anchor).
 
 export const DEFAULT_TARGET_DISTANCE = 10;
 

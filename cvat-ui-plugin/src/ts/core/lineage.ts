@@ -63,6 +63,15 @@ export interface SeedLineage {
     inherited: boolean;
 }
 
+// A seed shape's own lineage, when no other shape on its frame carries it (null: unmarked, or a copy's).
+export function inheritedLineage(seed: ShapeRecord, allShapes: readonly ShapeRecord[]): number | null {
+    const own = lineageOf(seed.score);
+    if (own === null) return null;
+    const shared = allShapes.some((shape) => shape.clientID !== seed.clientID && shape.frame === seed.frame &&
+        lineageOf(shape.score) === own);
+    return shared ? null : own;
+}
+
 // The lineage a run continues for a seed shape: its own when no other shape on its frame carries it.
 export function seedLineage(
     seed: ShapeRecord,
@@ -70,13 +79,9 @@ export function seedLineage(
     used: Set<number>,
     random?: () => number,
 ): SeedLineage {
-    const own = lineageOf(seed.score);
+    const own = inheritedLineage(seed, allShapes);
     if (own !== null) {
-        const shared = allShapes.some((shape) => shape.clientID !== seed.clientID && shape.frame === seed.frame &&
-            lineageOf(shape.score) === own);
-        if (!shared) {
-            return { lineage: own, inherited: true };
-        }
+        return { lineage: own, inherited: true };
     }
     return { lineage: newLineage(used, random), inherited: false };
 }

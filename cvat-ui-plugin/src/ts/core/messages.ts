@@ -2,7 +2,9 @@
 
 import { describeFailure } from './failures';
 import { directionOf } from './frames';
-import { ObjectEnd, Progress, TrackingResult } from './tracking-loop';
+import {
+    MemoryUse, ObjectEnd, Progress, TrackingResult,
+} from './tracking-loop';
 
 export interface ProgressText {
     message: string;
@@ -63,6 +65,19 @@ function endedSentences(input: OutcomeInput): string[] {
     return sentences;
 }
 
+// What became of the memory of earlier runs the run sent: continued, or refused and started fresh.
+function memorySentences({ sent, refused, started }: MemoryUse): string[] {
+    if (!sent) return [];
+    const objects = plural(sent, 'object');
+    const they = sent === 1 ? 'it' : 'they';
+    if (refused) {
+        const notAccepted = `The earlier memory of ${objects} was not accepted (expired, or the tracker's ` +
+            'state store restarted)';
+        return [started ? `${notAccepted}: ${they} started fresh.` : `${notAccepted} and is forgotten.`];
+    }
+    return started ? [`${objects} continued ${sent === 1 ? 'its' : 'their'} earlier memory.`] : [];
+}
+
 function keptSentence(result: TrackingResult, planned: number): string {
     const { trackedFrames: tracked } = result;
     if (!tracked.length) return 'No frame was tracked, nothing changed.';
@@ -79,6 +94,7 @@ export function outcomeOf(input: OutcomeInput): Outcome {
     const { trackedFrames: tracked, stop } = result;
     const resumeFrame = tracked.length ? tracked[tracked.length - 1] : startFrame;
     const extra = [
+        ...memorySentences(result.memory),
         ...endedSentences(input),
         ...(replaced ? [`${plural(replaced, 'shape')} from an earlier run on these frames replaced.`] : []),
         ...notes,

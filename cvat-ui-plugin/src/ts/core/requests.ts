@@ -2,7 +2,13 @@
 // objects, `init_tracking` with the shapes on the start frame, then `track` with the states of the last
 // answer. cvat-core's lambda manager adds `task` to the body; CVAT's server fetches the frame, signs the
 // states and checks that `frame` is in the job.
+//
+// The first call may also carry, beside the shapes, the states an earlier run left for some objects
+// (memory.ts): for those a correction on this frame, where the tracker continues the object's memory and
+// adds the shape as a new anchor. CVAT forwards a body with both `shapes` and `states` as sent (extra keys of
+// a shape kept, each state checked and unsigned, null entries allowed).
 
+import { Direction } from './frames';
 import {
     FrameAnswer, MASK, POLYGON, TrackableType,
 } from './records';
@@ -12,10 +18,17 @@ export interface StartShape {
     points: number[];
 }
 
+// A shape as the first call sends it: with the run's start frame and direction.
+export interface SentShape extends StartShape {
+    frame: number;
+    direction: Direction;
+}
+
 export interface InitBody {
     type: 'init_tracking';
     frame: number;
-    shapes: StartShape[];
+    shapes: SentShape[];
+    states?: unknown[]; // per object its kept state, null where none; absent when no object has one
     job: number;
 }
 
@@ -28,11 +41,30 @@ export interface TrackBody {
 
 export type TrackerBody = InitBody | TrackBody;
 
-export function initBody(job: number, frame: number, shapes: readonly StartShape[]): InitBody {
+const isState = (state: unknown): boolean => state !== null && state !== undefined;
+
+// The first call of a run from `frame` toward `direction`. `kept`: per object the state an earlier run left
+// for it (null or absent: none); without any the body is a plain start, without `states`.
+export function initBody(
+    job: number,
+    frame: number,
+    direction: Direction,
+    shapes: readonly StartShape[],
+    kept: readonly unknown[] = [],
+): InitBody {
+    const sent = shapes.map(({ type, points }) => ({
+        type, points: [...points], frame, direction,
+    }));
+    if (!kept.some(isState)) {
+        return {
+            type: 'init_tracking', frame, shapes: sent, job,
+        };
+    }
     return {
         type: 'init_tracking',
         frame,
-        shapes: shapes.map(({ type, points }) => ({ type, points: [...points] })),
+        shapes: sent,
+        states: shapes.map((_, index) => (isState(kept[index]) ? kept[index] : null)),
         job,
     };
 }

@@ -12,6 +12,8 @@
 //   the shape was on that frame only, and a track would otherwise hold it on every later frame.
 // - A polygon track gets a keyframe on every tracked frame, replacing any there, `outside` where the
 //   tracker says the object is absent, and one on the start frame when its shape there was interpolated.
+// Each object's identity after the run (memory.ts) comes with the changes: its lineage, or its track's
+// keyframes.
 
 import {
     AttributeValue, CollectionRecord, FrameAnswer, POLYGON, Seed, ShapeRecord, ShapeSeed, TrackRecord,
@@ -21,6 +23,9 @@ import { directionOf } from './frames';
 import {
     earlierResults, scoreOf, seedLineage, usedLineages,
 } from './lineage';
+import {
+    ObjectIdentity, lineageIdentity, seedIdentity, trackIdentity,
+} from './memory';
 
 // source of the shapes the tracker makes (as CVAT's own tracking action); tracks it changes are a mix
 export const SHAPE_SOURCE = 'auto';
@@ -46,6 +51,7 @@ export interface Changes {
     shapesMade: number;
     keyframesMade: number;
     replaced: number; // earlier results deleted
+    identities: (ObjectIdentity | null)[]; // per seed, what identifies its object after the run
 }
 
 function splitAttributes(attributes: readonly AttributeValue[], mutable: ReadonlySet<number>): {
@@ -141,6 +147,7 @@ function changeTrack(input: ChangeInput, seed: TrackSeed, index: number, changes
         shapes,
     });
     changes.deleted.tracks.push(track);
+    changes.identities[index] = trackIdentity(shapes);
 }
 
 function convertShape(
@@ -181,6 +188,7 @@ function convertShape(
     changes.keyframesMade += tracked.length;
     changes.created.tracks.push(track);
     changes.deleted.shapes.push(shape, ...replaced);
+    changes.identities[index] = trackIdentity(shapes);
 }
 
 function trackShape(
@@ -213,6 +221,7 @@ function trackShape(
         changes.shapesMade++;
     }
     changes.deleted.shapes.push(...replaced);
+    changes.identities[index] = lineageIdentity(lineage.lineage);
 }
 
 export function buildChanges(input: ChangeInput): Changes {
@@ -222,6 +231,8 @@ export function buildChanges(input: ChangeInput): Changes {
         shapesMade: 0,
         keyframesMade: 0,
         replaced: 0,
+        // nothing tracked: the objects stay as they are
+        identities: input.seeds.map((seed) => seedIdentity(seed, input.allShapes)),
     };
     if (!input.trackedFrames.length) {
         return changes;

@@ -2,7 +2,12 @@
 // frame answered so far kept. The call is injected, so this runs the same against CVAT and in the tests.
 // With `stopAfterAbsent` N > 0 an object the tracker calls absent on N frames in a row ends there: it is not
 // sent any more, and the run ends early once every object has ended.
+// With `keptStates` the first call carries the states an earlier run left (memory.ts); refused with 400 or
+// 404 (CVAT: expired or invalid; the tracker: its store lost them), it is repeated once without them, every
+// object starting fresh. The result has each object's last state, for the next run.
 
+import { statusOf } from './failures';
+import { directionOf } from './frames';
 import { FrameAnswer, TrackableType } from './records';
 import {
     StartShape, TrackerAnswer, TrackerBody, initBody, readAnswer, readStates, trackBody,
@@ -25,11 +30,26 @@ export interface ObjectEnd {
     frame: number;
 }
 
+// The last state the tracker answered for an object in a run, and the frame it was answered for.
+export interface LastState {
+    state: unknown;
+    frame: number;
+}
+
+// How the kept states of earlier runs went.
+export interface MemoryUse {
+    sent: number; // objects whose kept state the first call carried
+    refused: boolean; // that call was refused (400 or 404) and repeated without them
+    started: boolean; // the first call (with them, or repeated without) was answered
+}
+
 export interface TrackingResult {
     trackedFrames: number[]; // in the order tracked
     answers: Map<number, FrameAnswer[]>; // per tracked frame, per object (null: absent, or ended before)
     ended: ObjectEnd[]; // in the order they ended
     stop: Stop | null; // null: every planned frame was tracked, or every object ended
+    lastStates: (LastState | null)[]; // per object (null: no answer); an object that ended keeps its last
+    memory: MemoryUse;
 }
 
 export interface TrackingRun {
@@ -37,6 +57,7 @@ export interface TrackingRun {
     startFrame: number;
     plan: readonly number[];
     shapes: readonly StartShape[];
+    keptStates?: readonly unknown[]; // per object its state from an earlier run (null: none)
     call: (body: TrackerBody) => Promise<unknown>;
     cancelled: () => boolean;
     onProgress: (progress: Progress) => void;
@@ -120,6 +141,33 @@ class ActiveObjects {
     }
 }
 
+// A kept state CVAT or the tracker no longer accepts: CVAT's 400 "Invalid or expired tracker state", the
+// tracker's 400 for a state it cannot use or 404 for one its store lost.
+export function refusesKeptStates(error: unknown): boolean {
+    const status = statusOf(error);
+    return status === 400 || status === 404;
+}
+
+// The first call: with the kept states, and once more without them if they are refused.
+async function start(run: TrackingRun, result: TrackingResult, pollMs: number): Promise<unknown> {
+    const {
+        job, startFrame, plan, shapes, call, cancelled,
+    } = run;
+    const direction = directionOf(startFrame, plan.length ? plan[0] : startFrame);
+    const kept = run.keptStates ?? [];
+    result.memory.sent = shapes.filter((_, index) => kept[index] !== null && kept[index] !== undefined).length;
+    let answer: unknown;
+    try {
+        answer = await unlessCancelled(call(initBody(job, startFrame, direction, shapes, kept)), cancelled, pollMs);
+    } catch (error) {
+        if (!result.memory.sent || !refusesKeptStates(error)) throw error;
+        result.memory.refused = true;
+        answer = await unlessCancelled(call(initBody(job, startFrame, direction, shapes)), cancelled, pollMs);
+    }
+    if (answer !== CANCELLED) result.memory.started = true;
+    return answer;
+}
+
 export async function runTracking(run: TrackingRun): Promise<TrackingResult> {
     const {
         job, startFrame, plan, shapes, call, cancelled, onProgress,
@@ -128,7 +176,12 @@ export async function runTracking(run: TrackingRun): Promise<TrackingResult> {
     const stopAfter = run.stopAfterAbsent ?? 0;
     const types: TrackableType[] = shapes.map((shape) => shape.type);
     const result: TrackingResult = {
-        trackedFrames: [], answers: new Map(), ended: [], stop: null,
+        trackedFrames: [],
+        answers: new Map(),
+        ended: [],
+        stop: null,
+        lastStates: shapes.map(() => null),
+        memory: { sent: 0, refused: false, started: false },
     };
     const total = plan.length;
 
@@ -139,11 +192,13 @@ export async function runTracking(run: TrackingRun): Promise<TrackingResult> {
 
     let active: ActiveObjects;
     try {
-        const answer = await unlessCancelled(call(initBody(job, startFrame, shapes)), cancelled, pollMs);
+        const answer = await start(run, result, pollMs);
         if (answer === CANCELLED) {
             return { ...result, stop: { kind: 'cancelled', frame: startFrame } };
         }
-        active = new ActiveObjects(readStates(answer, shapes.length), stopAfter);
+        const states = readStates(answer, shapes.length);
+        result.lastStates = states.map((state) => ({ state, frame: startFrame }));
+        active = new ActiveObjects(states, stopAfter);
     } catch (error) {
         return { ...result, stop: { kind: 'failed', frame: startFrame, error } };
     }
@@ -162,6 +217,9 @@ export async function runTracking(run: TrackingRun): Promise<TrackingResult> {
                 return result;
             }
             const read = readAnswer(answer, active.indices.map((object) => types[object]));
+            active.indices.forEach((object, position) => {
+                result.lastStates[object] = { state: read.states[position], frame };
+            });
             result.trackedFrames.push(frame);
             const absentFrom = result.trackedFrames[Math.max(0, result.trackedFrames.length - stopAfter)];
             const { all, ended } = active.take(frame, absentFrom, read);
