@@ -127,3 +127,25 @@ class Oracle:
 @pytest.fixture(scope="session")
 def oracle(checkpoint, tmp_path_factory) -> Oracle:
     return Oracle(checkpoint, tmp_path_factory.mktemp("oracle"))
+
+
+# ---- the browser tests' (test_browser*.py) ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ui(stack):
+    if stack.config.ui_dist is None:
+        pytest.fail("the browser tests need CVAT's UI built with the plugin: run them with ./dev.sh e2e")
+    return stack
+
+
+@pytest.fixture(scope="module")
+def long_scene() -> Scene:
+    from e2e.tests.browser_support import FRAMES as BROWSER_FRAMES
+
+    return moving_objects_scene(BROWSER_FRAMES, seed=5)
+
+
+@pytest.fixture(scope="module")
+def long_video(long_scene, tmp_path_factory) -> Path:
+    return write_video(long_scene, tmp_path_factory.mktemp("long") / "long.mp4")
